@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# ioasid: user-facing entry points. The module's own build rules are in Kbuild.
+#
+#   make check          set up everything, build, lint, run all tests in the VM
+#   make run            set up everything, boot the VM and run the demo
+#   make lint           rustfmt (kernel .rustfmt.toml) + CLIPPY=1 build, no warnings allowed
+#   make                build ioasid.ko against KDIR (default: the cached test kernel)
+#   make KDIR=/lib/modules/$(uname -r)/build   build against your own Rust-enabled kernel
+#
+# Variables: ARCH=x86_64|arm64 (default x86_64), IOMMU=intel|amd|virtio (default intel),
+# KVM=1 (opt-in acceleration), IOASID_CACHE (default ~/.cache/ioasid).
+
+ARCH ?= x86_64
+IOMMU ?= intel
+export ARCH IOMMU
+
+SCRIPTS := $(CURDIR)/scripts
+
+# Without KDIR, build against the test kernel (installing and building it if needed).
+ifeq ($(KDIR),)
+KDIR_DEP := kernel
+KDIR_CMD = $$($(SCRIPTS)/kernel.sh --dir)
+else
+KDIR_DEP :=
+KDIR_CMD = $(KDIR)
+endif
+
+.PHONY: all modules toolchain kernel lint selftests check run clean help
+
+all: modules
+
+help:
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+
+toolchain:
+	$(SCRIPTS)/toolchain.sh
+
+kernel: toolchain
+	$(SCRIPTS)/kernel.sh >/dev/null
+
+modules: $(KDIR_DEP)
+	$(MAKE) -C "$(KDIR_CMD)" M=$(CURDIR) modules
+
+lint: $(KDIR_DEP)
+	$(SCRIPTS)/lint.sh "$(KDIR_CMD)"
+
+selftests: toolchain
+	$(SCRIPTS)/selftests.sh
+
+check:
+	$(SCRIPTS)/check.sh
+
+run:
+	$(SCRIPTS)/run.sh
+
+clean:
+	@if [ -n "$(KDIR)" ] || [ -f "$$($(SCRIPTS)/kernel.sh --dir 2>/dev/null)/.complete" ]; then \
+		$(MAKE) -C "$(KDIR_CMD)" M=$(CURDIR) clean; fi
+	rm -rf build

@@ -1,0 +1,42 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Lint the module: rustfmt with the kernel's .rustfmt.toml, and a CLIPPY=1
+# build with the kernel's lints that must produce no warning at all.
+# Prints one "PASS lint: ..." / "FAIL lint: ..." line per check and, with
+# RESULTS=<file>, appends them there. Exits non-zero on any failure.
+#
+# Usage: lint.sh KDIR
+
+. "$(dirname "$0")/common.sh"
+load_toolchain
+
+KDIR=${1:?usage: lint.sh KDIR}
+RESULTS=${RESULTS:-/dev/null}
+fail=0
+
+result() { # verdict name
+	echo "$1 [lint] $2" | tee -a "$RESULTS"
+	[ "$1" = PASS ] || fail=1
+}
+
+mapfile -t rs_files < <(find "$IOASID_REPO/src" -name '*.rs' | sort)
+if out=$(rustfmt --check --edition 2021 --config-path "$KSRC/.rustfmt.toml" "${rs_files[@]}" 2>&1); then
+	result PASS "rustfmt (kernel .rustfmt.toml)"
+else
+	printf '%s\n' "$out" | head -n 60
+	result FAIL "rustfmt (kernel .rustfmt.toml)"
+fi
+
+# Kbuild notices the changed command line (clippy-driver instead of rustc)
+# and recompiles the crate, so every lint is really run.
+out=$(make -C "$KDIR" M="$IOASID_REPO" CLIPPY=1 modules 2>&1) && rc=0 || rc=$?
+if [ $rc = 0 ] && ! printf '%s\n' "$out" | grep -qE '(^|\s)(warning|error)(\[|:)'; then
+	result PASS "clippy (CLIPPY=1, kernel lints, no warnings)"
+else
+	printf '%s\n' "$out" | grep -vE '^make|^  (RUSTC|CC|LD|MODPOST|CLIPPY)' | head -n 80
+	result FAIL "clippy (CLIPPY=1, kernel lints, no warnings)"
+fi
+# Leave a normally built module behind.
+make -s -C "$KDIR" M="$IOASID_REPO" modules >/dev/null
+exit $fail

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/ioasid`: user-space ownership of I/O address spaces.
+//!
+//! Each open of the `/dev/ioasid` misc device creates a [`Context`], which owns the I/O address
+//! spaces, bound devices and PASIDs that user space (a VMM, a user-space driver) creates through it.
+//! Closing the file, or the death of the process holding it, tears all of them down.
+//!
+//! This file is the crate root: it holds the `module!` declaration, the misc device registration
+//! and the list of the module's other files.
+//!
+//! [`Context`]: context::Context
+
+use kernel::{
+    miscdevice::{
+        MiscDeviceOptions,
+        MiscDeviceRegistration, //
+    },
+    prelude::*, //
+};
+
+mod context;
+
+module! {
+    type: IoasidModule,
+    name: "ioasid",
+    authors: ["The ioasid developers"],
+    description: "/dev/ioasid: I/O address spaces owned by user space",
+    license: "GPL",
+}
+
+/// The module: owns the `/dev/ioasid` registration for as long as it is loaded.
+#[pin_data]
+struct IoasidModule {
+    #[pin]
+    _miscdev: MiscDeviceRegistration<context::Context>,
+}
+
+impl kernel::InPlaceModule for IoasidModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // The node is created 0600 root:root; see Documentation/userspace-api/ioasid.rst for how an
+        // administrator grants it to others.
+        let options = MiscDeviceOptions { name: c"ioasid" };
+
+        try_pin_init!(Self {
+            _miscdev <- MiscDeviceRegistration::register(options),
+        })
+    }
+}

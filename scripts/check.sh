@@ -3,8 +3,8 @@
 #
 # `make check`: from a fresh machine, install the toolchain, build (or reuse)
 # the test kernel, build and lint the module, build the kselftests, run
-# everything in the VM behind each IOMMU model in $IOMMUS (default: $IOMMU,
-# i.e. intel), and close with "N passed, N failed". Exits non-zero on any
+# everything in the VM behind each IOMMU model in $IOMMUS (default: $IOMMU if
+# set, else all three: intel amd virtio), and close with "N passed, N failed". Exits non-zero on any
 # failure. Per-test lines are in build/$ARCH/results.txt, VM logs under
 # build/$ARCH/logs/<iommu>/.
 
@@ -12,7 +12,7 @@
 
 BUILD=$IOASID_REPO/build/$IOASID_ARCH
 RESULTS=$BUILD/results.txt
-IOMMUS=${IOMMUS:-${IOMMU:-intel}}
+IOMMUS=${IOMMUS:-${IOMMU:-intel amd virtio}}
 mkdir -p "$BUILD/logs"
 : >"$RESULTS"
 export RESULTS

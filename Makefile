@@ -8,12 +8,12 @@
 #   make                build ioasid.ko against KDIR (default: the cached test kernel)
 #   make KDIR=/lib/modules/$(uname -r)/build   build against your own Rust-enabled kernel
 #
-# Variables: ARCH=x86_64|arm64 (default x86_64), IOMMU=intel|amd|virtio (default intel),
-# KVM=1 (opt-in acceleration), IOASID_CACHE (default ~/.cache/ioasid).
+# Variables: ARCH=x86_64|arm64 (default x86_64); IOMMU=intel|amd|virtio, the one IOMMU model
+# to test (`make check` default: all three; `make run` default: intel); IOMMUS="..." several;
+# KVM=1 (opt-in acceleration); VM_TIMEOUT (s); IOASID_CACHE (default ~/.cache/ioasid).
 
 ARCH ?= x86_64
-IOMMU ?= intel
-export ARCH IOMMU
+export ARCH IOMMU IOMMUS
 
 SCRIPTS := $(CURDIR)/scripts
 

@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Lint the module: rustfmt with the kernel's .rustfmt.toml, and a CLIPPY=1
-# build with the kernel's lints that must produce no warning at all.
+# Lint the module: rustfmt with the kernel's .rustfmt.toml, the agreement of
+# the uAPI header, the module and the documentation (scripts/uapi_check.py),
+# and a CLIPPY=1 build with the kernel's lints that must produce no warning.
 # Prints one "PASS lint: ..." / "FAIL lint: ..." line per check and, with
 # RESULTS=<file>, appends them there. Exits non-zero on any failure.
 #
@@ -26,6 +27,13 @@ if out=$(rustfmt --check --edition 2021 --config-path "$KSRC/.rustfmt.toml" "${r
 else
 	printf '%s\n' "$out" | head -n 60
 	result FAIL "rustfmt (kernel .rustfmt.toml)"
+fi
+
+if out=$(python3 "$IOASID_REPO/scripts/uapi_check.py" "$IOASID_REPO" 2>&1); then
+	result PASS "uAPI header, module and documentation agree"
+else
+	printf '%s\n' "$out"
+	result FAIL "uAPI header, module and documentation agree"
 fi
 
 # Kbuild notices the changed command line (clippy-driver instead of rustc)

@@ -20,6 +20,10 @@ use kernel::{
 };
 
 mod context;
+mod id_table;
+mod ioasid;
+mod uapi;
+mod ucopy;
 
 module! {
     type: IoasidModule,

@@ -269,8 +269,9 @@ TEST(iommu_group_topology)
 	EXPECT_LE(1, alone);
 	EXPECT_LE(1, pairs);
 	/* Every edu behind a bridge was paired with another behind it. */
-	if (behind_bridge)
+	if (behind_bridge) {
 		EXPECT_LE(1, bridged);
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -1,0 +1,641 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kselftests for the /dev/ioasid uAPI core: the extension rules applied to
+ * every ioctl, IOASID IDs (allocation, free, reuse, isolation between
+ * contexts), scale, races, and a bounded random fuzzer.
+ *
+ * Built twice, as a 64-bit and as a 32-bit (-m32) program: both must give
+ * the same results (the 32-bit one goes through compat_ioctl).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/ioasid.h>
+
+#include "kselftest_harness.h"
+
+#define IOASID_DEV "/dev/ioasid"
+
+/* The errnos the uAPI documents, for any ioctl and any input. */
+static int documented_errno(int e)
+{
+	switch (e) {
+	case EINVAL: case E2BIG: case EOPNOTSUPP: case EFAULT: case ENOTTY:
+	case ENOENT: case ENOSPC: case ENOMEM:
+		return 1;
+	}
+	return 0;
+}
+
+/* ioctl() returning 0 or -errno. */
+static int xioctl(int fd, unsigned long cmd, void *arg)
+{
+	return ioctl(fd, cmd, arg) ? -errno : 0;
+}
+
+static int alloc_id(int fd, __u32 *id)
+{
+	struct ioasid_alloc a = { .argsz = sizeof(a) };
+	int ret = xioctl(fd, IOASID_ALLOC, &a);
+
+	*id = a.out_ioasid;
+	return ret;
+}
+
+static int free_id(int fd, __u32 id)
+{
+	struct ioasid_free f = { .argsz = sizeof(f), .ioasid = id };
+
+	return xioctl(fd, IOASID_FREE, &f);
+}
+
+/* "ioasid-ids:" from fdinfo: IDs in use (parked ones included), or -1. */
+static long ids_in_use(int fd)
+{
+	char path[64], buf[4096], *p;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY);
+	if (f < 0)
+		return -1;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strstr(buf, "ioasid-ids:");
+	return p ? strtol(p + strlen("ioasid-ids:"), NULL, 10) : -1;
+}
+
+/*
+ * Every ioctl, described for the generic extension-rule tests: its number,
+ * kernel struct size, documented minimum size, the offset of its flags and
+ * reserved fields, and how to make a valid call of it.
+ */
+struct cmd {
+	const char *name;
+	unsigned long nr;
+	size_t size;
+	size_t min;
+	size_t reserved;	/* offset of __reserved */
+	/* Fill buf (zeroed, argsz already set) with a valid request. */
+	void (*prep)(int fd, void *buf);
+	/* Undo what a successful call did. */
+	void (*undo)(int fd, void *buf);
+};
+
+static void prep_none(int fd, void *buf) { }
+static void undo_none(int fd, void *buf) { }
+
+static void undo_alloc(int fd, void *buf)
+{
+	free_id(fd, ((struct ioasid_alloc *)buf)->out_ioasid);
+}
+
+static void prep_free(int fd, void *buf)
+{
+	__u32 id = 0;
+
+	alloc_id(fd, &id);
+	((struct ioasid_free *)buf)->ioasid = id;
+}
+
+static void undo_free(int fd, void *buf)
+{
+	free_id(fd, ((struct ioasid_free *)buf)->ioasid);
+}
+
+static const struct cmd cmds[] = {
+	{ "IOASID_GET_INFO", IOASID_GET_INFO, sizeof(struct ioasid_info), 24,
+	  offsetof(struct ioasid_info, __reserved), prep_none, undo_none },
+	{ "IOASID_ALLOC", IOASID_ALLOC, sizeof(struct ioasid_alloc), 12,
+	  offsetof(struct ioasid_alloc, __reserved), prep_none, undo_alloc },
+	{ "IOASID_FREE", IOASID_FREE, sizeof(struct ioasid_free), 12,
+	  offsetof(struct ioasid_free, __reserved), prep_free, undo_free },
+};
+
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+#define PAGE 4096
+
+FIXTURE(ctx) {
+	int fd;
+	/* Two pages: the second one is made inaccessible for EFAULT tests. */
+	unsigned char *buf;
+};
+
+FIXTURE_SETUP(ctx)
+{
+	self->fd = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->fd);
+	self->buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(self->buf != MAP_FAILED);
+	ASSERT_EQ(0, munmap(self->buf + PAGE, PAGE));
+}
+
+FIXTURE_TEARDOWN(ctx)
+{
+	munmap(self->buf, PAGE);
+	close(self->fd);
+}
+
+/* Call c with argsz at buf (zeroed first, then prepared); returns 0 or -errno. */
+static int call(int fd, const struct cmd *c, unsigned char *buf, __u32 argsz,
+		void (*tweak)(const struct cmd *c, unsigned char *buf, void *priv), void *priv)
+{
+	int ret;
+
+	memset(buf, 0, PAGE);
+	*(__u32 *)buf = argsz;
+	c->prep(fd, buf);
+	if (tweak)
+		tweak(c, buf, priv);
+	ret = xioctl(fd, c->nr, buf);
+	if (!ret)
+		c->undo(fd, buf);
+	else if (c->nr == IOASID_FREE)
+		free_id(fd, ((struct ioasid_free *)buf)->ioasid);
+	return ret;
+}
+
+TEST_F(ctx, get_info_reports_version_and_capabilities)
+{
+	struct ioasid_info info = { .argsz = sizeof(info) };
+
+	ASSERT_EQ(0, xioctl(self->fd, IOASID_GET_INFO, &info));
+	EXPECT_EQ(IOASID_API_VERSION, info.out_api_version);
+	EXPECT_EQ(IOASID_CAP_IOASID, info.out_capabilities);
+	/* Input fields come back as they were. */
+	EXPECT_EQ(sizeof(info), info.argsz);
+	EXPECT_EQ(0, info.flags);
+	EXPECT_EQ(0, info.__reserved);
+}
+
+TEST_F(ctx, argsz_below_minimum_is_einval)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+
+		EXPECT_EQ(-EINVAL, call(self->fd, c, self->buf, c->min - 1, NULL, NULL))
+			TH_LOG("%s", c->name);
+		EXPECT_EQ(-EINVAL, call(self->fd, c, self->buf, 0, NULL, NULL))
+			TH_LOG("%s", c->name);
+	}
+}
+
+static void canary_after_argsz(const struct cmd *c, unsigned char *buf, void *priv)
+{
+	memset(buf + *(__u32 *)buf, 0xa5, c->size - *(__u32 *)buf);
+	/* The canary lies on __reserved only if argsz stops before it. */
+}
+
+TEST_F(ctx, argsz_minimum_works_and_output_stays_within_argsz)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+		size_t j;
+
+		EXPECT_EQ(0, call(self->fd, c, self->buf, c->min, canary_after_argsz, NULL))
+			TH_LOG("%s", c->name);
+		/* Nothing was written past argsz. */
+		for (j = c->min; j < c->size; j++) {
+			EXPECT_EQ(0xa5, self->buf[j]) TH_LOG("%s: byte %zu", c->name, j);
+		}
+	}
+	/* The minimal ALLOC really allocated: its ID can be freed. */
+	{
+		struct ioasid_alloc a = { .argsz = 12 };
+		__u32 id;
+
+		ASSERT_EQ(0, xioctl(self->fd, IOASID_ALLOC, &a));
+		id = a.out_ioasid;
+		EXPECT_NE(0, id);
+		EXPECT_EQ(0, free_id(self->fd, id));
+	}
+}
+
+TEST_F(ctx, argsz_larger_with_zero_tail_works)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+
+		EXPECT_EQ(0, call(self->fd, c, self->buf, c->size + 8, NULL, NULL))
+			TH_LOG("%s", c->name);
+		/* The kernel wrote nothing into the tail it does not know. */
+		for (size_t j = c->size; j < c->size + 8; j++) {
+			EXPECT_EQ(0, self->buf[j]) TH_LOG("%s: byte %zu", c->name, j);
+		}
+		/* Up to the bound, a zero tail is still fine. */
+		EXPECT_EQ(0, call(self->fd, c, self->buf, IOASID_ARGSZ_MAX, NULL, NULL))
+			TH_LOG("%s", c->name);
+	}
+}
+
+static void poke(const struct cmd *c, unsigned char *buf, void *priv)
+{
+	buf[*(size_t *)priv] = 1;
+}
+
+TEST_F(ctx, nonzero_tail_byte_is_e2big)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+		size_t at[] = { c->size, c->size + 3, c->size + 7, IOASID_ARGSZ_MAX - 1 };
+
+		for (size_t k = 0; k < 3; k++) {
+			EXPECT_EQ(-E2BIG, call(self->fd, c, self->buf, c->size + 8, poke, &at[k]))
+				TH_LOG("%s: byte %zu", c->name, at[k]);
+		}
+		EXPECT_EQ(-E2BIG, call(self->fd, c, self->buf, IOASID_ARGSZ_MAX, poke, &at[3]))
+			TH_LOG("%s: last byte", c->name);
+	}
+}
+
+TEST_F(ctx, huge_argsz_is_bounded)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+		__u32 huge[] = { IOASID_ARGSZ_MAX + 1, 1u << 20, 0x7fffffff, 0xffffffff };
+
+		/*
+		 * The buffer is one page followed by an unmapped one: a kernel
+		 * that read past IOASID_ARGSZ_MAX would fault (EFAULT). E2BIG
+		 * shows it looked at nothing.
+		 */
+		for (size_t k = 0; k < 4; k++) {
+			EXPECT_EQ(-E2BIG, call(self->fd, c, self->buf, huge[k], NULL, NULL))
+				TH_LOG("%s: argsz %u", c->name, huge[k]);
+		}
+	}
+}
+
+static void set_flag(const struct cmd *c, unsigned char *buf, void *priv)
+{
+	*(__u32 *)(buf + 4) = 1u << *(int *)priv;
+}
+
+TEST_F(ctx, every_undefined_flag_is_eopnotsupp)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+
+		/* No ioctl defines a flag yet. */
+		for (int bit = 0; bit < 32; bit++) {
+			EXPECT_EQ(-EOPNOTSUPP, call(self->fd, c, self->buf, c->size, set_flag, &bit))
+				TH_LOG("%s: flag bit %d", c->name, bit);
+		}
+	}
+}
+
+static void set_reserved(const struct cmd *c, unsigned char *buf, void *priv)
+{
+	buf[c->reserved + *(int *)priv] = 0x80;
+}
+
+TEST_F(ctx, nonzero_reserved_is_eopnotsupp)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+
+		for (int byte = 0; byte < 4; byte++) {
+			EXPECT_EQ(-EOPNOTSUPP, call(self->fd, c, self->buf, c->size, set_reserved, &byte))
+				TH_LOG("%s: reserved byte %d", c->name, byte);
+		}
+	}
+}
+
+TEST_F(ctx, bad_pointer_is_efault)
+{
+	for (size_t i = 0; i < NCMDS; i++) {
+		const struct cmd *c = &cmds[i];
+		unsigned char *edge = self->buf + PAGE - c->min + 4;
+
+		EXPECT_EQ(-EFAULT, xioctl(self->fd, c->nr, NULL)) TH_LOG("%s", c->name);
+		EXPECT_EQ(-EFAULT, xioctl(self->fd, c->nr, self->buf + PAGE)) TH_LOG("%s", c->name);
+		/* argsz readable, the rest of the struct in the unmapped page. */
+		memset(edge, 0, PAGE - (edge - self->buf));
+		*(__u32 *)edge = c->min;
+		EXPECT_EQ(-EFAULT, xioctl(self->fd, c->nr, edge)) TH_LOG("%s", c->name);
+	}
+	EXPECT_EQ(0, ids_in_use(self->fd));
+}
+
+TEST_F(ctx, failed_copy_out_leaves_nothing_behind)
+{
+	struct ioasid_alloc a = { .argsz = sizeof(a) };
+
+	/* A readable but read-only argument: the copy-out of ALLOC fails. */
+	memcpy(self->buf, &a, sizeof(a));
+	ASSERT_EQ(0, mprotect(self->buf, PAGE, PROT_READ));
+	EXPECT_EQ(-EFAULT, xioctl(self->fd, IOASID_ALLOC, self->buf));
+	ASSERT_EQ(0, mprotect(self->buf, PAGE, PROT_READ | PROT_WRITE));
+	/* The IOASID made for it was freed again, and its ID is not in use. */
+	EXPECT_EQ(0, ids_in_use(self->fd));
+	EXPECT_EQ(-ENOENT, free_id(self->fd, 1));
+}
+
+TEST_F(ctx, unknown_ioctls_are_enotty)
+{
+	/* Every other number of our type, with and without a size/direction. */
+	for (int nr = 0; nr < 256; nr++) {
+		int known = 0;
+
+		for (size_t i = 0; i < NCMDS; i++)
+			known |= _IOC_NR(cmds[i].nr) == (unsigned int)nr;
+		memset(self->buf, 0, PAGE);
+		*(__u32 *)self->buf = 16;
+		if (!known) {
+			EXPECT_EQ(-ENOTTY, xioctl(self->fd, _IO(IOASID_TYPE, nr), self->buf))
+				TH_LOG("nr %d", nr);
+		}
+		EXPECT_EQ(-ENOTTY, xioctl(self->fd, _IOWR(IOASID_TYPE, nr, struct ioasid_info),
+					  self->buf)) TH_LOG("nr %d", nr);
+	}
+	/* Other type letters, including ones of VFIO and iommufd. */
+	EXPECT_EQ(-ENOTTY, xioctl(self->fd, _IO(';', 0x80), self->buf));
+	EXPECT_EQ(-ENOTTY, xioctl(self->fd, _IO(';', 0x64), self->buf));
+	EXPECT_EQ(-ENOTTY, xioctl(self->fd, _IO('x', 0), self->buf));
+	EXPECT_EQ(0, ids_in_use(self->fd));
+}
+
+TEST_F(ctx, free_of_unknown_double_and_after_free)
+{
+	__u32 id;
+
+	EXPECT_EQ(-ENOENT, free_id(self->fd, 0));
+	EXPECT_EQ(-ENOENT, free_id(self->fd, 1));
+	EXPECT_EQ(-ENOENT, free_id(self->fd, IOASID_ID_MAX));
+	EXPECT_EQ(-ENOENT, free_id(self->fd, 0xffffffff));
+
+	ASSERT_EQ(0, alloc_id(self->fd, &id));
+	EXPECT_EQ(1, ids_in_use(self->fd));
+	EXPECT_EQ(0, free_id(self->fd, id));
+	EXPECT_EQ(0, ids_in_use(self->fd));
+	/* Double free, and any later use of the ID. */
+	EXPECT_EQ(-ENOENT, free_id(self->fd, id));
+	EXPECT_EQ(-ENOENT, free_id(self->fd, id));
+	EXPECT_EQ(0, ids_in_use(self->fd));
+}
+
+TEST_F(ctx, ids_are_allocated_cyclically)
+{
+	__u32 a, b, c;
+
+	/* A new context starts at 1. */
+	ASSERT_EQ(0, alloc_id(self->fd, &a));
+	EXPECT_EQ(1, a);
+	ASSERT_EQ(0, free_id(self->fd, a));
+	/* A freed ID is not handed out again soon. */
+	ASSERT_EQ(0, alloc_id(self->fd, &b));
+	EXPECT_EQ(2, b);
+	ASSERT_EQ(0, alloc_id(self->fd, &c));
+	EXPECT_EQ(3, c);
+	EXPECT_EQ(0, free_id(self->fd, b));
+	EXPECT_EQ(0, free_id(self->fd, c));
+}
+
+TEST_F(ctx, ids_are_invisible_to_other_contexts)
+{
+	int other = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
+	__u32 id, oid;
+
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, alloc_id(self->fd, &id));
+	/* The other context has the same ID space, and its own objects. */
+	EXPECT_EQ(-ENOENT, free_id(other, id));
+	ASSERT_EQ(0, alloc_id(other, &oid));
+	EXPECT_EQ(id, oid);
+	EXPECT_EQ(0, free_id(other, oid));
+	EXPECT_EQ(-ENOENT, free_id(other, oid));
+	/* Ours is untouched by all that. */
+	EXPECT_EQ(1, ids_in_use(self->fd));
+	EXPECT_EQ(0, free_id(self->fd, id));
+	close(other);
+}
+
+/* A counter from /proc/meminfo, in kB. */
+static long meminfo(const char *key)
+{
+	char line[256];
+	long val = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ':')
+			val = strtol(line + strlen(key) + 1, NULL, 10);
+	fclose(f);
+	return val;
+}
+
+#define SCALE 100000
+
+TEST(scale_100k_ioasids_and_memory_comes_back)
+{
+	long slab0, slab1, slab2, avail0, avail2;
+	__u32 id;
+	int fd;
+
+	slab0 = meminfo("Slab");
+	avail0 = meminfo("MemAvailable");
+	fd = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	for (__u32 i = 1; i <= SCALE; i++) {
+		ASSERT_EQ(0, alloc_id(fd, &id));
+		ASSERT_EQ(i, id);
+	}
+	EXPECT_EQ(SCALE, ids_in_use(fd));
+	slab1 = meminfo("Slab");
+	/* Free every other one by hand, leave the rest for close(). */
+	for (__u32 i = 1; i <= SCALE; i += 2) {
+		ASSERT_EQ(0, free_id(fd, i));
+	}
+	EXPECT_EQ(SCALE / 2, ids_in_use(fd));
+	close(fd);
+	/* Objects are freed with RCU-deferred slab pages; give it a moment. */
+	usleep(200000);
+	slab2 = meminfo("Slab");
+	avail2 = meminfo("MemAvailable");
+	TH_LOG("Slab: %ld kB before, %ld kB with %d IOASIDs, %ld kB after close",
+	       slab0, slab1, SCALE, slab2);
+	TH_LOG("MemAvailable: %ld kB before, %ld kB after", avail0, avail2);
+	/* The measurement is sensitive enough to see the objects... */
+	EXPECT_LT(slab0 + 2000, slab1);
+	/* ...and at most a tenth of what they took is still there. */
+	EXPECT_LT(slab2 - slab0, (slab1 - slab0) / 10);
+	EXPECT_LT(avail0 - avail2, (slab1 - slab0) / 10 + 1024);
+}
+
+struct race {
+	int fd;
+	volatile int stop;
+	unsigned int seed;
+	long ops, errors;
+};
+
+static void *alloc_free_lookup(void *arg)
+{
+	struct race *r = arg;
+	unsigned int seed = __atomic_fetch_add(&r->seed, 7919, __ATOMIC_RELAXED);
+
+	while (!r->stop) {
+		__u32 id = 1 + rand_r(&seed) % 64;
+		int ret;
+
+		switch (rand_r(&seed) % 3) {
+		case 0:
+			ret = alloc_id(r->fd, &id);
+			break;
+		default:
+			/* A free is a lookup too: of the same small set of IDs. */
+			ret = free_id(r->fd, id);
+			if (ret == -ENOENT)
+				ret = 0;
+			break;
+		}
+		__atomic_add_fetch(&r->ops, 1, __ATOMIC_RELAXED);
+		if (ret)
+			__atomic_add_fetch(&r->errors, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void *dup_close(void *arg)
+{
+	struct race *r = arg;
+
+	while (!r->stop) {
+		int d = dup(r->fd);
+
+		if (d >= 0)
+			close(d);
+	}
+	return NULL;
+}
+
+TEST(race_alloc_free_lookup_and_close)
+{
+	struct race r = { .seed = 1 };
+	pthread_t t[4];
+	long left;
+
+	r.fd = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, r.fd);
+	for (int i = 0; i < 3; i++) {
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_free_lookup, &r));
+	}
+	ASSERT_EQ(0, pthread_create(&t[3], NULL, dup_close, &r));
+	usleep(1500000);
+	r.stop = 1;
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	TH_LOG("%ld operations", r.ops);
+	EXPECT_LT(1000, r.ops);
+	EXPECT_EQ(0, r.errors);
+	/* Consistent afterwards: exactly the IDs in use can be freed, once. */
+	left = ids_in_use(r.fd);
+	for (__u32 id = 1; id <= 64 * 1024 && left > 0; id++)
+		if (!free_id(r.fd, id))
+			left--;
+	EXPECT_EQ(0, left);
+	EXPECT_EQ(0, ids_in_use(r.fd));
+	close(r.fd);
+}
+
+TEST(race_close_while_threads_use_the_context)
+{
+	/* The last close while other threads are inside ioctls of the same file. */
+	for (int round = 0; round < 20; round++) {
+		struct race r = { .seed = round };
+		pthread_t t[2];
+
+		r.fd = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
+		ASSERT_LE(0, r.fd);
+		for (int i = 0; i < 2; i++) {
+			ASSERT_EQ(0, pthread_create(&t[i], NULL, alloc_free_lookup, &r));
+		}
+		usleep(20000);
+		close(r.fd);	/* ioctls in flight keep the file; later ones get EBADF */
+		usleep(5000);
+		r.stop = 1;
+		for (int i = 0; i < 2; i++)
+			pthread_join(t[i], NULL);
+	}
+}
+
+TEST(fuzz)
+{
+	unsigned int seed = getenv("IOASID_FUZZ_SEED") ? atoi(getenv("IOASID_FUZZ_SEED")) : 20261121;
+	int iterations = 5000, calls = 0, ok = 0, fd;
+	unsigned char *buf;
+
+	TH_LOG("seed %u, %d iterations (IOASID_FUZZ_SEED to repeat)", seed, iterations);
+	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	ASSERT_EQ(0, munmap(buf + PAGE, PAGE));
+	fd = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+
+	for (int i = 0; i < iterations; i++) {
+		const struct cmd *c = &cmds[rand_r(&seed) % NCMDS];
+		unsigned long nr = c->nr;
+		size_t sizes[] = { 0, c->min - 1, c->min, c->size, c->size + 8,
+				   IOASID_ARGSZ_MAX, IOASID_ARGSZ_MAX + 1, rand_r(&seed) };
+		__u32 argsz = sizes[rand_r(&seed) % 8];
+		void *arg = buf;
+		int ret;
+
+		/* Sometimes another number, sometimes a bad pointer. */
+		switch (rand_r(&seed) % 16) {
+		case 0: nr = _IO(IOASID_TYPE, rand_r(&seed) % 256); break;
+		case 1: nr = rand_r(&seed); break;
+		case 2: arg = buf + PAGE - (rand_r(&seed) % 32); break;
+		/* Only addresses known to be unmapped: page 0 and buf's second page. */
+		case 3: arg = (void *)(uintptr_t)(rand_r(&seed) % PAGE); break;
+		case 4: arg = buf + PAGE + rand_r(&seed) % PAGE; break;
+		}
+		if (arg == buf) {
+			memset(buf, 0, PAGE);
+			/* Mostly-valid contents: random IDs, rare flags and reserved bits. */
+			for (int b = 8; b < 64; b++)
+				buf[b] = rand_r(&seed) % 4 ? 0 : rand_r(&seed);
+			if (rand_r(&seed) % 4)
+				memset(buf + 4, 0, 4);
+			if (rand_r(&seed) % 2)
+				memset(buf + c->reserved, 0, 4);
+			if (rand_r(&seed) % 2)
+				*(__u32 *)(buf + 8) = rand_r(&seed) % 64;
+			*(__u32 *)buf = argsz;
+		} else if ((unsigned char *)arg >= buf && (unsigned char *)arg + 4 <= buf + PAGE) {
+			/* Near the end of the page: argsz readable, the rest not. */
+			memcpy(arg, &argsz, 4);
+		}
+		ret = xioctl(fd, nr, arg);
+		calls++;
+		if (!ret) {
+			ok++;
+			continue;
+		}
+		EXPECT_TRUE(documented_errno(-ret))
+			TH_LOG("iteration %d: ioctl %#lx argsz %u: undocumented errno %d (%s)",
+			       i, nr, argsz, -ret, strerror(-ret));
+	}
+	TH_LOG("%d calls, %d succeeded, %ld IDs in use at close", calls, ok, ids_in_use(fd));
+	EXPECT_LT(50, ok);
+	close(fd);
+	munmap(buf, PAGE);
+}
+
+TEST_HARNESS_MAIN

@@ -52,6 +52,9 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
 MODE=$(sed -n 's/.*ioasid.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
+# The emulated IOMMU model, for tests whose meaning depends on it.
+IOASID_IOMMU=$(sed -n 's/.*ioasid.iommu=\([a-z]*\).*/\1/p' /proc/cmdline)
+export IOASID_IOMMU
 
 # Test output goes to the virtio console.
 i=0
@@ -148,7 +151,7 @@ INITRD=$BUILD/initramfs.cpio.gz
 mkdir -p "$LOGDIR"
 rm -f "$LOGDIR"/console.log "$LOGDIR"/tests.log
 
-APPEND="console=ttyS0 panic=-1 printk.devkmsg=on ioasid.mode=$MODE"
+APPEND="console=ttyS0 panic=-1 printk.devkmsg=on ioasid.mode=$MODE ioasid.iommu=$IOMMU"
 QEMU_ARGS=(-m 2G -smp 2 -nodefaults -display none -no-reboot)
 if [ "${KVM:-0}" = 1 ]; then
 	QEMU_ARGS+=(-accel kvm -cpu host)

@@ -9,9 +9,9 @@
 //!
 //! # Teardown order
 //!
-//! When the context is dropped its tables are dropped in field order. That order is the one the
-//! objects need: devices (which hold users of IOASIDs) before IOASIDs (which hold the mappings and
-//! pinned pages), so that by the time an IOASID is destroyed nothing can DMA through it.
+//! When the context is dropped, every device is unbound first (detaching its group, whose DMA is
+//! then blocked, and releasing its DMA ownership), then the IOASIDs are destroyed with their
+//! domains, mappings and pinned pages: by the time memory is unpinned, nothing can DMA to it.
 //!
 //! # Privilege
 //!
@@ -40,14 +40,34 @@ use kernel::{
 };
 
 use crate::{
+    device::DeviceTable,
     ioasid::IoasidTable,
+    iommu::{
+        PROT_READ,
+        PROT_WRITE, //
+    },
     uapi::{
         self,
         ioasid_alloc,
+        ioasid_device_attach,
+        ioasid_device_bind,
+        ioasid_device_detach,
+        ioasid_device_unbind,
         ioasid_free,
-        ioasid_info, //
+        ioasid_info,
+        ioasid_iova_range,
+        ioasid_iova_ranges,
+        ioasid_map,
+        ioasid_unmap, //
     },
     ucopy::UserArg,
+};
+use kernel::{
+    transmute::AsBytes,
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
 };
 
 /// Serial number of the next context; starts at 1 so that 0 never names a context.
@@ -65,6 +85,9 @@ static LIVE: Atomic<u64> = Atomic::new(0);
 pub(crate) struct Context {
     /// Unique (per boot) serial number, shown in fdinfo and used to tell contexts apart in logs.
     serial: u64,
+    /// The devices bound to this context.
+    #[pin]
+    devices: DeviceTable,
     /// The IOASIDs of this context.
     #[pin]
     ioasids: IoasidTable,
@@ -78,6 +101,7 @@ impl Context {
         let ctx = Arc::pin_init(
             try_pin_init!(Context {
                 serial,
+                devices <- DeviceTable::new(),
                 ioasids <- IoasidTable::new(),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -100,7 +124,8 @@ impl Context {
     fn get_info(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_info>::read(arg)?;
         cmd.out_api_version = uapi::IOASID_API_VERSION;
-        cmd.out_capabilities = u64::from(uapi::IOASID_CAP_IOASID);
+        cmd.out_capabilities =
+            u64::from(uapi::IOASID_CAP_IOASID | uapi::IOASID_CAP_DEVICE | uapi::IOASID_CAP_DMA);
         uarg.write(&cmd)?;
         Ok(0)
     }
@@ -124,13 +149,119 @@ impl Context {
         self.ioasids.free(cmd.ioasid)?;
         Ok(0)
     }
+
+    /// `IOASID_DEVICE_BIND`: binds a PCI device and claims its DMA ownership.
+    fn bind_device(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_device_bind>::read(arg)?;
+        // The context's address is its DMA ownership cookie: unique while it is alive.
+        let owner = core::ptr::from_ref(self).cast::<core::ffi::c_void>();
+        let (id, group) = self
+            .devices
+            .bind(owner, cmd.pci_segment, cmd.pci_bus, cmd.pci_devfn)?;
+        cmd.out_dev_id = id;
+        cmd.out_group_id = group;
+        if let Err(e) = uarg.write(&cmd) {
+            let _ = self.devices.unbind(&self.ioasids, id);
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    /// `IOASID_DEVICE_UNBIND`.
+    fn unbind_device(&self, arg: usize) -> Result<isize> {
+        let (_, cmd) = UserArg::<ioasid_device_unbind>::read(arg)?;
+        self.devices.unbind(&self.ioasids, cmd.dev_id)?;
+        Ok(0)
+    }
+
+    /// `IOASID_DEVICE_ATTACH`.
+    fn attach_device(&self, arg: usize) -> Result<isize> {
+        let (_, cmd) = UserArg::<ioasid_device_attach>::read(arg)?;
+        self.devices.attach(&self.ioasids, cmd.dev_id, cmd.ioasid)?;
+        Ok(0)
+    }
+
+    /// `IOASID_DEVICE_DETACH`.
+    fn detach_device(&self, arg: usize) -> Result<isize> {
+        let (_, cmd) = UserArg::<ioasid_device_detach>::read(arg)?;
+        self.devices.detach(&self.ioasids, cmd.dev_id)?;
+        Ok(0)
+    }
+
+    /// `IOASID_MAP`: pins user memory and maps it into an IOASID.
+    fn map(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_map>::read(arg)?;
+        let mut prot = 0;
+        if cmd.flags & uapi::IOASID_MAP_READ != 0 {
+            prot |= PROT_READ;
+        }
+        if cmd.flags & uapi::IOASID_MAP_WRITE != 0 {
+            prot |= PROT_WRITE;
+        }
+        if prot == 0 {
+            return Err(EINVAL);
+        }
+        let fixed = (cmd.flags & uapi::IOASID_MAP_FIXED_IOVA != 0).then_some(cmd.iova);
+        let ioasid = self.ioasids.get(cmd.ioasid)?;
+        let iova = ioasid.map(cmd.user_va, cmd.length, fixed, prot)?;
+        cmd.iova = iova;
+        if let Err(e) = uarg.write(&cmd) {
+            let _ = ioasid.unmap(iova, cmd.length);
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    /// `IOASID_UNMAP`.
+    fn unmap(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_unmap>::read(arg)?;
+        let ioasid = self.ioasids.get(cmd.ioasid)?;
+        cmd.out_unmapped = if cmd.flags & uapi::IOASID_UNMAP_ALL != 0 {
+            if cmd.iova != 0 || cmd.length != 0 {
+                return Err(EINVAL);
+            }
+            ioasid.unmap_all()?
+        } else {
+            ioasid.unmap(cmd.iova, cmd.length)?
+        };
+        uarg.write(&cmd)?;
+        Ok(0)
+    }
+
+    /// `IOASID_IOVA_RANGES`: the usable IOVA ranges of an IOASID.
+    fn iova_ranges(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_iova_ranges>::read(arg)?;
+        let ioasid = self.ioasids.get(cmd.ioasid)?;
+        // At most a page's worth of ranges is gathered at once.
+        let cap = (cmd.num_ranges as usize).min(uapi::IOASID_ARGSZ_MAX as usize / 16);
+        let mut ranges = KVec::new();
+        let (count, pgsizes) = ioasid.ranges(&mut ranges, cap)?;
+        let mut writer = UserSlice::new(
+            UserPtr::from_addr(usize::try_from(cmd.ranges_uptr)?),
+            ranges.len() * core::mem::size_of::<ioasid_iova_range>(),
+        )
+        .writer();
+        for &(start, last) in ranges.iter() {
+            writer.write_slice(ioasid_iova_range { start, last }.as_bytes())?;
+        }
+        let fits = count <= cmd.num_ranges as usize;
+        cmd.num_ranges = u32::try_from(count)?;
+        cmd.out_pgsize_bitmap = pgsizes;
+        uarg.write(&cmd)?;
+        if !fits {
+            return Err(EMSGSIZE);
+        }
+        Ok(0)
+    }
 }
 
 #[pinned_drop]
 impl PinnedDrop for Context {
     fn drop(self: Pin<&mut Self>) {
-        // By the type invariant this context was counted once; uncount it. The tables are
-        // dropped after this, in field order (see the module documentation).
+        // Devices first: their groups are detached (DMA blocked) and their ownership released
+        // before the IOASIDs, with their mappings and pinned pages, are dropped with the fields.
+        self.devices.unbind_all(&self.ioasids);
+        // By the type invariant this context was counted once; uncount it.
         LIVE.fetch_sub(1, Relaxed);
     }
 }
@@ -150,6 +281,13 @@ impl MiscDevice for Context {
             uapi::IOASID_GET_INFO => ctx.get_info(arg),
             uapi::IOASID_ALLOC => ctx.alloc_ioasid(arg),
             uapi::IOASID_FREE => ctx.free_ioasid(arg),
+            uapi::IOASID_DEVICE_BIND => ctx.bind_device(arg),
+            uapi::IOASID_DEVICE_UNBIND => ctx.unbind_device(arg),
+            uapi::IOASID_DEVICE_ATTACH => ctx.attach_device(arg),
+            uapi::IOASID_DEVICE_DETACH => ctx.detach_device(arg),
+            uapi::IOASID_MAP => ctx.map(arg),
+            uapi::IOASID_UNMAP => ctx.unmap(arg),
+            uapi::IOASID_IOVA_RANGES => ctx.iova_ranges(arg),
             _ => Err(ENOTTY),
         }
     }
@@ -157,6 +295,7 @@ impl MiscDevice for Context {
     fn show_fdinfo(ctx: ArcBorrow<'_, Context>, m: &SeqFile, _file: &File) {
         seq_print!(m, "ioasid-context:\t{}\n", ctx.serial());
         seq_print!(m, "ioasid-ids:\t{}\n", ctx.ioasids.ids_in_use());
+        seq_print!(m, "ioasid-devices:\t{}\n", ctx.devices.len());
     }
 }
 

@@ -12,9 +12,11 @@
 //!   fails with `ENOENT`, and a second free too.
 //! - If the IOASID has no users, its table entry is removed and the ID becomes allocatable again
 //!   (after the cyclic allocator wraps around).
-//! - If it still has users, DMA through it is blocked and the entry stays in the table, *parked*:
-//!   the ID cannot be allocated again, and lookups still say `ENOENT`. The last user to let go
-//!   removes the entry.
+//! - Either way DMA through it is blocked at once: every attached group is detached (and, its DMA
+//!   being owned, put on the blocking domain), every mapping is unmapped and its pages unpinned.
+//! - If it still has users, the entry stays in the table, *parked*: the ID cannot be allocated
+//!   again, and lookups still say `ENOENT`. The last user to let go (the last attached device to
+//!   detach or unbind) removes the entry.
 //! - A lookup racing with a free either wins (and then operates on an IOASID that is freed right
 //!   after; its reference keeps the memory alive) or sees `ENOENT`. Nothing that was freed is
 //!   ever operated on after the free's `ioctl` has returned, because every operation checks the
@@ -35,14 +37,28 @@ use kernel::{
     prelude::*,
     sync::{
         Arc,
-        Mutex, //
+        Mutex,
+        MutexGuard, //
     },
 };
 
 use crate::{
     id_table::IdTable,
-    uapi::IOASID_ID_MAX, //
+    io_pagetable::IoPageTable,
+    iommu::{
+        Attachment,
+        Group,
+        PciDev, //
+    },
+    uapi::IOASID_ID_MAX,
 };
+
+/// A group attached to the IOASID, with the devices of this context attached through it.
+struct GroupAttachment {
+    attachment: Attachment,
+    /// The attached devices (by device ID) and each one's reserved IOVA regions.
+    devices: KVec<(u32, KVec<(u64, u64)>)>,
+}
 
 /// The state of an IOASID that changes after creation.
 struct State {
@@ -50,6 +66,37 @@ struct State {
     freed: bool,
     /// Kernel-side users (attached devices). While nonzero after a free, the ID is parked.
     users: u32,
+    /// The mappings, and the domains they are mirrored into.
+    iopt: IoPageTable,
+    /// The groups attached to the domains.
+    groups: KVec<GroupAttachment>,
+}
+
+impl State {
+    /// Recomputes the reserved regions the I/O page table must avoid.
+    fn update_reserved(&mut self) -> Result {
+        let mut all = KVec::new();
+        for g in self.groups.iter() {
+            for (_, regions) in g.devices.iter() {
+                for &r in regions.iter() {
+                    all.push(r, GFP_KERNEL)?;
+                }
+            }
+        }
+        self.iopt.set_reserved(all);
+        Ok(())
+    }
+
+    /// Detaches every group (their DMA is blocked from then on) and unmaps and unpins
+    /// everything.
+    fn block(&mut self) {
+        // Detaching first: no device can reach the memory while it is being unpinned.
+        self.groups.clear();
+        while let Some(d) = self.iopt.domains().first().cloned() {
+            self.iopt.remove_domain(&d);
+        }
+        self.iopt.unmap_all();
+    }
 }
 
 /// An I/O address space.
@@ -67,10 +114,154 @@ impl Ioasid {
                 state <- new_mutex!(State {
                     freed: false,
                     users: 0,
+                    iopt: IoPageTable::new(),
+                    groups: KVec::new(),
                 }),
             }),
             GFP_KERNEL_ACCOUNT,
         )
+    }
+
+    /// Locks the state of a live IOASID: `ENOENT` once it was freed.
+    fn live(&self) -> Result<MutexGuard<'_, State>> {
+        let state = self.state.lock();
+        if state.freed {
+            return Err(ENOENT);
+        }
+        Ok(state)
+    }
+
+    /// Maps user memory; see [`IoPageTable::map`].
+    pub(crate) fn map(
+        &self,
+        user_va: u64,
+        length: u64,
+        iova: Option<u64>,
+        prot: i32,
+    ) -> Result<u64> {
+        self.live()?.iopt.map(user_va, length, iova, prot)
+    }
+
+    /// Unmaps a range of whole mappings; see [`IoPageTable::unmap`].
+    pub(crate) fn unmap(&self, iova: u64, length: u64) -> Result<u64> {
+        self.live()?.iopt.unmap(iova, length)
+    }
+
+    /// Unmaps everything; returns the bytes unmapped.
+    pub(crate) fn unmap_all(&self) -> Result<u64> {
+        Ok(self.live()?.iopt.unmap_all())
+    }
+
+    /// The usable IOVA ranges (see [`IoPageTable::usable_ranges`]), and the page sizes all
+    /// domains support (0 without a domain).
+    pub(crate) fn ranges(&self, out: &mut KVec<(u64, u64)>, max: usize) -> Result<(usize, u64)> {
+        let state = self.live()?;
+        let count = state.iopt.usable_ranges(out, max)?;
+        let pgsizes = state
+            .iopt
+            .domains()
+            .iter()
+            .fold(None, |acc: Option<u64>, d| {
+                Some(acc.unwrap_or(u64::MAX) & d.pgsize_bitmap())
+            })
+            .unwrap_or(0);
+        Ok((count, pgsizes))
+    }
+
+    /// Attaches device `dev_id` (`pdev`, in `group`) to this IOASID.
+    ///
+    /// The first device of a group attaches the group to a domain of the IOASID that accepts it,
+    /// or to a new domain into which every mapping is replayed. Errors: `ERANGE` if an existing
+    /// mapping lies outside what the device can use (its domain's aperture, its reserved
+    /// regions); `ENOENT` if the IOASID was freed; errors of the IOMMU driver.
+    pub(crate) fn attach_device(&self, dev_id: u32, pdev: &PciDev, group: &Group) -> Result {
+        let mut state = self.live()?;
+        let reserved = pdev.reserved_regions()?;
+        if !state.iopt.fits(None, &reserved) {
+            return Err(ERANGE);
+        }
+        let entry = (dev_id, reserved);
+
+        if let Some(g) = state
+            .groups
+            .iter_mut()
+            .find(|g| g.attachment.group().is(group))
+        {
+            g.devices.push(entry, GFP_KERNEL_ACCOUNT)?;
+            return state.update_reserved();
+        }
+
+        // An existing domain that accepts the group...
+        let mut attachment = None;
+        for d in state.iopt.domains().iter() {
+            if !state.iopt.fits(Some(d), &[]) {
+                continue;
+            }
+            if let Ok(a) = d.attach(group) {
+                attachment = Some(a);
+                break;
+            }
+        }
+        // ...or a new one, with every mapping replayed into it before the group can use it.
+        let attachment = match attachment {
+            Some(a) => a,
+            None => {
+                let domain = pdev.alloc_domain()?;
+                if !state.iopt.fits(Some(&domain), &[]) {
+                    return Err(ERANGE);
+                }
+                state.iopt.add_domain(domain.clone())?;
+                match domain.attach(group) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        state.iopt.remove_domain(&domain);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let mut devices = KVec::new();
+        devices.push(entry, GFP_KERNEL_ACCOUNT)?;
+        state.groups.push(
+            GroupAttachment {
+                attachment,
+                devices,
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        state.update_reserved()
+    }
+
+    /// Detaches device `dev_id` of `group`. The last device of a group detaches the group (its
+    /// DMA is blocked from then on), and a domain without groups is freed.
+    pub(crate) fn detach_device(&self, dev_id: u32, group: &Group) {
+        let mut state = self.state.lock();
+        let Some(i) = state
+            .groups
+            .iter()
+            .position(|g| g.attachment.group().is(group))
+        else {
+            // Already detached when the IOASID was freed.
+            return;
+        };
+        state.groups[i].devices.retain(|(id, _)| *id != dev_id);
+        if state.groups[i].devices.is_empty() {
+            let g = state.groups.remove(i);
+            if let Ok(g) = g {
+                let domain = g.attachment.domain().clone();
+                drop(g);
+                if !state
+                    .groups
+                    .iter()
+                    .any(|g| Arc::ptr_eq(g.attachment.domain(), &domain))
+                    && state.iopt.has_domain(&domain)
+                {
+                    state.iopt.remove_domain(&domain);
+                }
+            }
+        }
+        // The remaining devices' regions; on failure to allocate, the old (larger) set stays.
+        let _ = state.update_reserved();
     }
 }
 
@@ -112,6 +303,8 @@ impl IoasidTable {
                 return Err(ENOENT);
             }
             state.freed = true;
+            // Block DMA now, whoever still holds the IOASID.
+            state.block();
             state.users == 0
         };
         if release {
@@ -123,7 +316,6 @@ impl IoasidTable {
     /// Takes a kernel-side user reference on the live IOASID `id`.
     ///
     /// While it is held, freeing the IOASID parks its ID instead of releasing it.
-    #[cfg_attr(not(CONFIG_KUNIT = "y"), expect(dead_code))]
     pub(crate) fn add_user(&self, id: u32) -> Result<Arc<Ioasid>> {
         let ioasid = self.ids.get(id).ok_or(ENOENT)?;
         {
@@ -139,7 +331,6 @@ impl IoasidTable {
     /// Drops a user reference taken by [`IoasidTable::add_user`] on `ioasid`, named `id`.
     ///
     /// If the IOASID was freed and this was its last user, its parked ID is released.
-    #[cfg_attr(not(CONFIG_KUNIT = "y"), expect(dead_code))]
     pub(crate) fn put_user(&self, id: u32, ioasid: Arc<Ioasid>) {
         let release = {
             let mut state = ioasid.state.lock();

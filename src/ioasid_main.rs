@@ -20,8 +20,12 @@ use kernel::{
 };
 
 mod context;
+mod device;
 mod id_table;
+mod io_pagetable;
 mod ioasid;
+mod iommu;
+mod pages;
 mod uapi;
 mod ucopy;
 

@@ -32,12 +32,26 @@ mod generated {
 
 pub(crate) use generated::{
     ioasid_alloc,
+    ioasid_device_attach,
+    ioasid_device_bind,
+    ioasid_device_detach,
+    ioasid_device_unbind,
     ioasid_free,
     ioasid_info,
+    ioasid_iova_range,
+    ioasid_iova_ranges,
+    ioasid_map,
+    ioasid_unmap,
     IOASID_API_VERSION,
     IOASID_ARGSZ_MAX,
+    IOASID_CAP_DEVICE,
+    IOASID_CAP_DMA,
     IOASID_CAP_IOASID,
-    IOASID_ID_MAX, //
+    IOASID_ID_MAX,
+    IOASID_MAP_FIXED_IOVA,
+    IOASID_MAP_READ,
+    IOASID_MAP_WRITE,
+    IOASID_UNMAP_ALL, //
 };
 
 /// The ioctl type letter, `IOASID_TYPE`.
@@ -49,6 +63,20 @@ pub(crate) const IOASID_GET_INFO: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_G
 pub(crate) const IOASID_ALLOC: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_ALLOC);
 /// `IOASID_FREE`.
 pub(crate) const IOASID_FREE: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_FREE);
+/// `IOASID_DEVICE_BIND`.
+pub(crate) const IOASID_DEVICE_BIND: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_DEVICE_BIND);
+/// `IOASID_DEVICE_UNBIND`.
+pub(crate) const IOASID_DEVICE_UNBIND: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_DEVICE_UNBIND);
+/// `IOASID_DEVICE_ATTACH`.
+pub(crate) const IOASID_DEVICE_ATTACH: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_DEVICE_ATTACH);
+/// `IOASID_DEVICE_DETACH`.
+pub(crate) const IOASID_DEVICE_DETACH: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_DEVICE_DETACH);
+/// `IOASID_MAP`.
+pub(crate) const IOASID_MAP: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_MAP);
+/// `IOASID_UNMAP`.
+pub(crate) const IOASID_UNMAP: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_UNMAP);
+/// `IOASID_IOVA_RANGES`.
+pub(crate) const IOASID_IOVA_RANGES: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_IOVA_RANGES);
 
 /// An ioctl argument struct: begins with `argsz` and `flags` and obeys the extension rules.
 ///
@@ -146,9 +174,94 @@ user_struct!(
     reserved = [__reserved],
 );
 
+user_struct!(
+    ioasid_device_bind,
+    fields = [
+        argsz,
+        flags,
+        pci_segment,
+        pci_bus,
+        pci_devfn,
+        __reserved,
+        out_dev_id,
+        out_group_id
+    ],
+    min_end = out_group_id,
+    flags = 0,
+    reserved = [__reserved],
+);
+
+user_struct!(
+    ioasid_device_unbind,
+    fields = [argsz, flags, dev_id, __reserved],
+    min_end = dev_id,
+    flags = 0,
+    reserved = [__reserved],
+);
+
+user_struct!(
+    ioasid_device_attach,
+    fields = [argsz, flags, dev_id, ioasid],
+    min_end = ioasid,
+    flags = 0,
+    reserved = [],
+);
+
+user_struct!(
+    ioasid_device_detach,
+    fields = [argsz, flags, dev_id, __reserved],
+    min_end = dev_id,
+    flags = 0,
+    reserved = [__reserved],
+);
+
+user_struct!(
+    ioasid_map,
+    fields = [argsz, flags, ioasid, __reserved, user_va, length, iova],
+    min_end = iova,
+    flags = IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA,
+    reserved = [__reserved],
+);
+
+user_struct!(
+    ioasid_unmap,
+    fields = [argsz, flags, ioasid, __reserved, iova, length, out_unmapped],
+    min_end = out_unmapped,
+    flags = IOASID_UNMAP_ALL,
+    reserved = [__reserved],
+);
+
+user_struct!(
+    ioasid_iova_ranges,
+    fields = [
+        argsz,
+        flags,
+        ioasid,
+        num_ranges,
+        ranges_uptr,
+        out_pgsize_bitmap
+    ],
+    min_end = out_pgsize_bitmap,
+    flags = 0,
+    reserved = [],
+);
+
+// SAFETY: two `u64`s, `#[repr(C)]`, no padding (checked below): every bit pattern is valid.
+unsafe impl FromBytes for ioasid_iova_range {}
+// SAFETY: as above: no padding, every byte initialised.
+unsafe impl AsBytes for ioasid_iova_range {}
+const _: () = assert!(core::mem::size_of::<ioasid_iova_range>() == 16);
+
 // The documented minimum sizes (header and Documentation/userspace-api/ioasid.rst).
 const _: () = {
     assert!(<ioasid_info as UserStruct>::MIN_SIZE == 24);
     assert!(<ioasid_alloc as UserStruct>::MIN_SIZE == 12);
     assert!(<ioasid_free as UserStruct>::MIN_SIZE == 12);
+    assert!(<ioasid_device_bind as UserStruct>::MIN_SIZE == 24);
+    assert!(<ioasid_device_unbind as UserStruct>::MIN_SIZE == 12);
+    assert!(<ioasid_device_attach as UserStruct>::MIN_SIZE == 16);
+    assert!(<ioasid_device_detach as UserStruct>::MIN_SIZE == 12);
+    assert!(<ioasid_map as UserStruct>::MIN_SIZE == 40);
+    assert!(<ioasid_unmap as UserStruct>::MIN_SIZE == 40);
+    assert!(<ioasid_iova_ranges as UserStruct>::MIN_SIZE == 32);
 };

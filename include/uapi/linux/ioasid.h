@@ -57,12 +57,23 @@ enum {
 	IOASID_CMD_GET_INFO = 0x00,
 	IOASID_CMD_ALLOC = 0x01,
 	IOASID_CMD_FREE = 0x02,
+	IOASID_CMD_DEVICE_BIND = 0x03,
+	IOASID_CMD_DEVICE_UNBIND = 0x04,
+	IOASID_CMD_DEVICE_ATTACH = 0x05,
+	IOASID_CMD_DEVICE_DETACH = 0x06,
+	IOASID_CMD_MAP = 0x07,
+	IOASID_CMD_UNMAP = 0x08,
+	IOASID_CMD_IOVA_RANGES = 0x09,
 };
 
 /* Capabilities reported by IOASID_GET_INFO in out_capabilities. */
 enum ioasid_capability {
 	/* IOASID_ALLOC and IOASID_FREE. */
 	IOASID_CAP_IOASID = 1 << 0,
+	/* IOASID_DEVICE_BIND, _UNBIND, _ATTACH and _DETACH of PCI devices. */
+	IOASID_CAP_DEVICE = 1 << 1,
+	/* IOASID_MAP, IOASID_UNMAP and IOASID_IOVA_RANGES. */
+	IOASID_CAP_DMA = 1 << 2,
 };
 
 /**
@@ -136,5 +147,239 @@ struct ioasid_free {
 	__u32 __reserved;
 };
 #define IOASID_FREE		_IO(IOASID_TYPE, IOASID_CMD_FREE)
+
+/**
+ * struct ioasid_device_bind - ioctl(IOASID_DEVICE_BIND)
+ * @argsz: sizeof(struct ioasid_device_bind); minimum 24
+ * @flags: no flags are defined; must be 0
+ * @pci_segment: the PCI segment (domain) of the device
+ * @pci_bus: its bus number
+ * @pci_devfn: its device and function, PCI_DEVFN(slot, function)
+ * @__reserved: must be 0
+ * @out_dev_id: the ID of the bound device in this context
+ * @out_group_id: the number of the device's IOMMU group, as in
+ *	/sys/kernel/iommu_groups/
+ *
+ * Binds a PCI device to this context and claims its DMA ownership: from now
+ * on no kernel driver and no other context can use the device, or any
+ * device of its IOMMU group, until it is unbound or the context is closed.
+ * The group's DMA is blocked until a device of it is attached to an IOASID.
+ * Needs CAP_SYS_ADMIN at call time.
+ *
+ * Errors: the common ones, and
+ *  EPERM: the caller lacks CAP_SYS_ADMIN.
+ *  ENODEV: there is no such PCI device, or it is not behind an IOMMU.
+ *  EEXIST: the device is already bound in this context.
+ *  EBUSY: a kernel driver is bound to the device or uses a device of its
+ *	group, or another context owns the group.
+ *  ENOSPC, ENOMEM: as for IOASID_ALLOC.
+ */
+struct ioasid_device_bind {
+	__u32 argsz;
+	__u32 flags;
+	__u32 pci_segment;
+	__u8 pci_bus;
+	__u8 pci_devfn;
+	__u16 __reserved;
+	__u32 out_dev_id;
+	__u32 out_group_id;
+};
+#define IOASID_DEVICE_BIND	_IO(IOASID_TYPE, IOASID_CMD_DEVICE_BIND)
+
+/**
+ * struct ioasid_device_unbind - ioctl(IOASID_DEVICE_UNBIND)
+ * @argsz: sizeof(struct ioasid_device_unbind); minimum 12
+ * @flags: no flags are defined; must be 0
+ * @dev_id: the device to unbind
+ * @__reserved: must be 0
+ *
+ * Detaches the device if it is attached, then releases its DMA ownership:
+ * kernel drivers may bind to it again.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @dev_id is not a device bound in this context.
+ */
+struct ioasid_device_unbind {
+	__u32 argsz;
+	__u32 flags;
+	__u32 dev_id;
+	__u32 __reserved;
+};
+#define IOASID_DEVICE_UNBIND	_IO(IOASID_TYPE, IOASID_CMD_DEVICE_UNBIND)
+
+/**
+ * struct ioasid_device_attach - ioctl(IOASID_DEVICE_ATTACH)
+ * @argsz: sizeof(struct ioasid_device_attach); minimum 16
+ * @flags: no flags are defined; must be 0
+ * @dev_id: the device to attach
+ * @ioasid: the IOASID to attach it to
+ *
+ * Makes the device's DMA go through the IOASID. The IOMMU group is the unit
+ * of isolation: attaching the first device of a group attaches the whole
+ * group, and every device of the group bound in this context must be
+ * attached to the same IOASID. The IOASID gets an IOMMU domain for the
+ * device's IOMMU (shared by all compatible devices), into which every
+ * existing mapping is replayed before the device can use it.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @dev_id or @ioasid does not name a live object of this context.
+ *  EBUSY: the device is attached already.
+ *  EXDEV: another device of its IOMMU group is attached to another IOASID.
+ *  ERANGE: an existing mapping of the IOASID lies outside the IOVAs the
+ *	device can use (its IOMMU's aperture, its reserved regions).
+ *  ENOMEM: out of memory.
+ */
+struct ioasid_device_attach {
+	__u32 argsz;
+	__u32 flags;
+	__u32 dev_id;
+	__u32 ioasid;
+};
+#define IOASID_DEVICE_ATTACH	_IO(IOASID_TYPE, IOASID_CMD_DEVICE_ATTACH)
+
+/**
+ * struct ioasid_device_detach - ioctl(IOASID_DEVICE_DETACH)
+ * @argsz: sizeof(struct ioasid_device_detach); minimum 12
+ * @flags: no flags are defined; must be 0
+ * @dev_id: the device to detach
+ * @__reserved: must be 0
+ *
+ * Detaches the device from its IOASID. When the last device of its group
+ * is detached, the group's DMA is blocked.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @dev_id is not a device bound in this context.
+ *  EINVAL: the device is not attached.
+ */
+struct ioasid_device_detach {
+	__u32 argsz;
+	__u32 flags;
+	__u32 dev_id;
+	__u32 __reserved;
+};
+#define IOASID_DEVICE_DETACH	_IO(IOASID_TYPE, IOASID_CMD_DEVICE_DETACH)
+
+/* Flags of IOASID_MAP. */
+enum ioasid_map_flags {
+	/* The device may read the memory. */
+	IOASID_MAP_READ = 1 << 0,
+	/* The device may write the memory. */
+	IOASID_MAP_WRITE = 1 << 1,
+	/* Map at @iova; without it the kernel picks the IOVA. */
+	IOASID_MAP_FIXED_IOVA = 1 << 2,
+};
+
+/**
+ * struct ioasid_map - ioctl(IOASID_MAP)
+ * @argsz: sizeof(struct ioasid_map); minimum 40
+ * @flags: enum ioasid_map_flags; IOASID_MAP_READ, IOASID_MAP_WRITE or both
+ * @ioasid: the IOASID to map into
+ * @__reserved: must be 0
+ * @user_va: the start of the memory to map, page aligned
+ * @length: its length in bytes, a nonzero multiple of the page size
+ * @iova: with IOASID_MAP_FIXED_IOVA the IOVA to map at (page aligned);
+ *	otherwise the IOVA the kernel chose, on return
+ *
+ * Pins the memory and maps it into every IOMMU domain of the IOASID.
+ * Pinned memory is charged to the caller's locked memory (RLIMIT_MEMLOCK)
+ * unless the caller has CAP_IPC_LOCK. Physically contiguous memory is
+ * mapped with the largest page sizes the IOMMU supports.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @ioasid does not name a live IOASID of this context.
+ *  EINVAL: neither IOASID_MAP_READ nor IOASID_MAP_WRITE, a zero length, an
+ *	unaligned address or length, or a range that wraps around.
+ *  EEXIST: the IOVA range overlaps an existing mapping.
+ *  ERANGE: the IOVA range is not usable: outside an attached device's
+ *	IOMMU aperture, or in its reserved regions (IOASID_IOVA_RANGES).
+ *  ENOSPC: no free IOVA range is large enough (kernel-chosen IOVA).
+ *  EFAULT: the memory cannot be pinned (not mapped, or not writable for
+ *	IOASID_MAP_WRITE).
+ *  ENOMEM: RLIMIT_MEMLOCK would be exceeded, or out of memory.
+ */
+struct ioasid_map {
+	__u32 argsz;
+	__u32 flags;
+	__u32 ioasid;
+	__u32 __reserved;
+	__aligned_u64 user_va;
+	__aligned_u64 length;
+	__aligned_u64 iova;
+};
+#define IOASID_MAP		_IO(IOASID_TYPE, IOASID_CMD_MAP)
+
+/* Flags of IOASID_UNMAP. */
+enum ioasid_unmap_flags {
+	/* Unmap everything; @iova and @length must be 0. */
+	IOASID_UNMAP_ALL = 1 << 0,
+};
+
+/**
+ * struct ioasid_unmap - ioctl(IOASID_UNMAP)
+ * @argsz: sizeof(struct ioasid_unmap); minimum 40
+ * @flags: enum ioasid_unmap_flags
+ * @ioasid: the IOASID to unmap from
+ * @__reserved: must be 0
+ * @iova: the start of the range to unmap
+ * @length: its length in bytes
+ * @out_unmapped: the number of bytes unmapped
+ *
+ * Unmaps every mapping inside the range; the range must not cut a mapping.
+ * The IOTLB is flushed before the pages are unpinned and uncharged.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @ioasid does not name a live IOASID of this context, or the
+ *	range holds no mapping.
+ *  EINVAL: a zero length, an unaligned or wrapping range, a range that cuts
+ *	a mapping, or nonzero @iova or @length with IOASID_UNMAP_ALL.
+ */
+struct ioasid_unmap {
+	__u32 argsz;
+	__u32 flags;
+	__u32 ioasid;
+	__u32 __reserved;
+	__aligned_u64 iova;
+	__aligned_u64 length;
+	__aligned_u64 out_unmapped;
+};
+#define IOASID_UNMAP		_IO(IOASID_TYPE, IOASID_CMD_UNMAP)
+
+/* A range of IOVAs, both ends inclusive. */
+struct ioasid_iova_range {
+	__aligned_u64 start;
+	__aligned_u64 last;
+};
+
+/**
+ * struct ioasid_iova_ranges - ioctl(IOASID_IOVA_RANGES)
+ * @argsz: sizeof(struct ioasid_iova_ranges); minimum 32
+ * @flags: no flags are defined; must be 0
+ * @ioasid: the IOASID to query
+ * @num_ranges: in: how many struct ioasid_iova_range fit at @ranges_uptr;
+ *	out: how many usable ranges there are
+ * @ranges_uptr: user address of an array of struct ioasid_iova_range
+ * @out_pgsize_bitmap: the page sizes every domain of the IOASID supports,
+ *	one bit per size; 0 while no device is attached
+ *
+ * Reports the IOVA ranges that can be mapped, given the devices attached
+ * now: the intersection of their IOMMUs' apertures, minus their reserved
+ * regions (such as the MSI window). With no device attached, all of the
+ * 64-bit space is reported; attaching a device later fails with ERANGE if a
+ * mapping lies outside what it can use.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @ioasid does not name a live IOASID of this context.
+ *  EMSGSIZE: there are more than @num_ranges ranges; the first @num_ranges
+ *	were written and @num_ranges holds the total.
+ */
+struct ioasid_iova_ranges {
+	__u32 argsz;
+	__u32 flags;
+	__u32 ioasid;
+	__u32 num_ranges;
+	__aligned_u64 ranges_uptr;
+	__aligned_u64 out_pgsize_bitmap;
+};
+#define IOASID_IOVA_RANGES	_IO(IOASID_TYPE, IOASID_CMD_IOVA_RANGES)
 
 #endif /* _UAPI_LINUX_IOASID_H */

@@ -30,7 +30,8 @@ static int documented_errno(int e)
 {
 	switch (e) {
 	case EINVAL: case E2BIG: case EOPNOTSUPP: case EFAULT: case ENOTTY:
-	case ENOENT: case ENOSPC: case ENOMEM:
+	case ENOENT: case ENOSPC: case ENOMEM: case EPERM: case ENODEV: case EBUSY:
+	case EEXIST: case EXDEV: case ERANGE: case EMSGSIZE:
 		return 1;
 	}
 	return 0;
@@ -88,15 +89,141 @@ struct cmd {
 	unsigned long nr;
 	size_t size;
 	size_t min;
-	size_t reserved;	/* offset of __reserved */
+	long reserved;		/* offset of __reserved, or -1 */
+	int reserved_size;	/* its size in bytes */
+	__u32 flags;		/* the flags it defines */
 	/* Fill buf (zeroed, argsz already set) with a valid request. */
 	void (*prep)(int fd, void *buf);
 	/* Undo what a successful call did. */
 	void (*undo)(int fd, void *buf);
+	/* Undo what prep did, when the call failed. */
+	void (*fail)(int fd, void *buf);
 };
 
 static void prep_none(int fd, void *buf) { }
 static void undo_none(int fd, void *buf) { }
+
+/* The lone edu device of the test VM. */
+#define EDU_DEVFN (5 << 3)
+
+static __u32 bind_edu(int fd)
+{
+	struct ioasid_device_bind b = { .argsz = sizeof(b), .pci_devfn = EDU_DEVFN };
+
+	ioctl(fd, IOASID_DEVICE_BIND, &b);
+	return b.out_dev_id;
+}
+
+static void unbind_dev(int fd, __u32 dev)
+{
+	struct ioasid_device_unbind u = { .argsz = sizeof(u), .dev_id = dev };
+
+	ioctl(fd, IOASID_DEVICE_UNBIND, &u);
+}
+
+static void prep_bind(int fd, void *buf)
+{
+	((struct ioasid_device_bind *)buf)->pci_devfn = EDU_DEVFN;
+}
+
+static void undo_bind(int fd, void *buf)
+{
+	unbind_dev(fd, ((struct ioasid_device_bind *)buf)->out_dev_id);
+}
+
+/* UNBIND and DETACH: dev_id is the third __u32. */
+static void prep_dev(int fd, void *buf)
+{
+	((__u32 *)buf)[2] = bind_edu(fd);
+}
+
+static void undo_dev(int fd, void *buf)
+{
+	unbind_dev(fd, ((__u32 *)buf)[2]);
+}
+
+static void prep_attach(int fd, void *buf)
+{
+	struct ioasid_device_attach *a = buf;
+	__u32 id;
+
+	a->dev_id = bind_edu(fd);
+	alloc_id(fd, &id);
+	a->ioasid = id;
+}
+
+static void undo_attach(int fd, void *buf)
+{
+	struct ioasid_device_attach *a = buf;
+
+	unbind_dev(fd, a->dev_id);
+	free_id(fd, a->ioasid);
+}
+
+/* The IOASID prep_detach made, for the cleanup. */
+static __u32 detach_ioasid;
+
+static void prep_detach(int fd, void *buf)
+{
+	struct ioasid_device_attach a = { .argsz = sizeof(a) };
+
+	prep_attach(fd, &a);
+	ioctl(fd, IOASID_DEVICE_ATTACH, &a);
+	((struct ioasid_device_detach *)buf)->dev_id = a.dev_id;
+	detach_ioasid = a.ioasid;
+}
+
+static void undo_detach(int fd, void *buf)
+{
+	unbind_dev(fd, ((struct ioasid_device_detach *)buf)->dev_id);
+	free_id(fd, detach_ioasid);
+}
+
+static unsigned char map_page[4096] __attribute__((aligned(4096)));
+
+static void prep_map(int fd, void *buf)
+{
+	struct ioasid_map *m = buf;
+	__u32 id;
+
+	alloc_id(fd, &id);
+	m->flags = IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA;
+	m->ioasid = id;
+	m->user_va = (uintptr_t)map_page;
+	m->length = sizeof(map_page);
+	m->iova = 0x100000;
+}
+
+/* MAP, UNMAP, IOVA_RANGES: the IOASID is the third __u32; freeing it unmaps all. */
+static void undo_ioasid(int fd, void *buf)
+{
+	free_id(fd, ((__u32 *)buf)[2]);
+}
+
+static void prep_unmap(int fd, void *buf)
+{
+	struct ioasid_map m = { .argsz = sizeof(m) };
+	struct ioasid_unmap *u = buf;
+
+	prep_map(fd, &m);
+	ioctl(fd, IOASID_MAP, &m);
+	u->ioasid = m.ioasid;
+	u->iova = m.iova;
+	u->length = m.length;
+}
+
+static struct ioasid_iova_range ranges_buf[4];
+
+static void prep_ranges(int fd, void *buf)
+{
+	struct ioasid_iova_ranges *r = buf;
+	__u32 id;
+
+	alloc_id(fd, &id);
+	r->ioasid = id;
+	r->num_ranges = 4;
+	r->ranges_uptr = (uintptr_t)ranges_buf;
+}
 
 static void undo_alloc(int fd, void *buf)
 {
@@ -116,13 +243,30 @@ static void undo_free(int fd, void *buf)
 	free_id(fd, ((struct ioasid_free *)buf)->ioasid);
 }
 
+#define RES(s) offsetof(struct s, __reserved)
+
 static const struct cmd cmds[] = {
 	{ "IOASID_GET_INFO", IOASID_GET_INFO, sizeof(struct ioasid_info), 24,
-	  offsetof(struct ioasid_info, __reserved), prep_none, undo_none },
+	  RES(ioasid_info), 4, 0, prep_none, undo_none, undo_none },
 	{ "IOASID_ALLOC", IOASID_ALLOC, sizeof(struct ioasid_alloc), 12,
-	  offsetof(struct ioasid_alloc, __reserved), prep_none, undo_alloc },
+	  RES(ioasid_alloc), 4, 0, prep_none, undo_alloc, undo_none },
 	{ "IOASID_FREE", IOASID_FREE, sizeof(struct ioasid_free), 12,
-	  offsetof(struct ioasid_free, __reserved), prep_free, undo_free },
+	  RES(ioasid_free), 4, 0, prep_free, undo_none, undo_free },
+	{ "IOASID_DEVICE_BIND", IOASID_DEVICE_BIND, sizeof(struct ioasid_device_bind), 24,
+	  RES(ioasid_device_bind), 2, 0, prep_bind, undo_bind, undo_none },
+	{ "IOASID_DEVICE_UNBIND", IOASID_DEVICE_UNBIND, sizeof(struct ioasid_device_unbind), 12,
+	  RES(ioasid_device_unbind), 4, 0, prep_dev, undo_none, undo_dev },
+	{ "IOASID_DEVICE_ATTACH", IOASID_DEVICE_ATTACH, sizeof(struct ioasid_device_attach), 16,
+	  -1, 0, 0, prep_attach, undo_attach, undo_attach },
+	{ "IOASID_DEVICE_DETACH", IOASID_DEVICE_DETACH, sizeof(struct ioasid_device_detach), 12,
+	  RES(ioasid_device_detach), 4, 0, prep_detach, undo_detach, undo_detach },
+	{ "IOASID_MAP", IOASID_MAP, sizeof(struct ioasid_map), 40, RES(ioasid_map), 4,
+	  IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA, prep_map, undo_ioasid,
+	  undo_ioasid },
+	{ "IOASID_UNMAP", IOASID_UNMAP, sizeof(struct ioasid_unmap), 40, RES(ioasid_unmap), 4,
+	  IOASID_UNMAP_ALL, prep_unmap, undo_ioasid, undo_ioasid },
+	{ "IOASID_IOVA_RANGES", IOASID_IOVA_RANGES, sizeof(struct ioasid_iova_ranges), 32,
+	  -1, 0, 0, prep_ranges, undo_ioasid, undo_ioasid },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -164,8 +308,8 @@ static int call(int fd, const struct cmd *c, unsigned char *buf, __u32 argsz,
 	ret = xioctl(fd, c->nr, buf);
 	if (!ret)
 		c->undo(fd, buf);
-	else if (c->nr == IOASID_FREE)
-		free_id(fd, ((struct ioasid_free *)buf)->ioasid);
+	else
+		c->fail(fd, buf);
 	return ret;
 }
 
@@ -175,7 +319,7 @@ TEST_F(ctx, get_info_reports_version_and_capabilities)
 
 	ASSERT_EQ(0, xioctl(self->fd, IOASID_GET_INFO, &info));
 	EXPECT_EQ(IOASID_API_VERSION, info.out_api_version);
-	EXPECT_EQ(IOASID_CAP_IOASID, info.out_capabilities);
+	EXPECT_EQ(IOASID_CAP_IOASID | IOASID_CAP_DEVICE | IOASID_CAP_DMA, info.out_capabilities);
 	/* Input fields come back as they were. */
 	EXPECT_EQ(sizeof(info), info.argsz);
 	EXPECT_EQ(0, info.flags);
@@ -282,7 +426,7 @@ TEST_F(ctx, huge_argsz_is_bounded)
 
 static void set_flag(const struct cmd *c, unsigned char *buf, void *priv)
 {
-	*(__u32 *)(buf + 4) = 1u << *(int *)priv;
+	*(__u32 *)(buf + 4) |= 1u << *(int *)priv;
 }
 
 TEST_F(ctx, every_undefined_flag_is_eopnotsupp)
@@ -290,8 +434,9 @@ TEST_F(ctx, every_undefined_flag_is_eopnotsupp)
 	for (size_t i = 0; i < NCMDS; i++) {
 		const struct cmd *c = &cmds[i];
 
-		/* No ioctl defines a flag yet. */
 		for (int bit = 0; bit < 32; bit++) {
+			if (c->flags & (1u << bit))
+				continue;
 			EXPECT_EQ(-EOPNOTSUPP, call(self->fd, c, self->buf, c->size, set_flag, &bit))
 				TH_LOG("%s: flag bit %d", c->name, bit);
 		}
@@ -308,7 +453,9 @@ TEST_F(ctx, nonzero_reserved_is_eopnotsupp)
 	for (size_t i = 0; i < NCMDS; i++) {
 		const struct cmd *c = &cmds[i];
 
-		for (int byte = 0; byte < 4; byte++) {
+		if (c->reserved < 0)
+			continue;
+		for (int byte = 0; byte < c->reserved_size; byte++) {
 			EXPECT_EQ(-EOPNOTSUPP, call(self->fd, c, self->buf, c->size, set_reserved, &byte))
 				TH_LOG("%s: reserved byte %d", c->name, byte);
 		}
@@ -581,6 +728,8 @@ TEST(fuzz)
 	int iterations = 5000, calls = 0, ok = 0, fd;
 	unsigned char *buf;
 
+	static unsigned char scratch[IOASID_ARGSZ_MAX * 4];
+
 	TH_LOG("seed %u, %d iterations (IOASID_FUZZ_SEED to repeat)", seed, iterations);
 	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_TRUE(buf != MAP_FAILED);
@@ -613,11 +762,15 @@ TEST(fuzz)
 				buf[b] = rand_r(&seed) % 4 ? 0 : rand_r(&seed);
 			if (rand_r(&seed) % 4)
 				memset(buf + 4, 0, 4);
-			if (rand_r(&seed) % 2)
-				memset(buf + c->reserved, 0, 4);
+			if (c->reserved >= 0 && rand_r(&seed) % 2)
+				memset(buf + c->reserved, 0, c->reserved_size);
 			if (rand_r(&seed) % 2)
 				*(__u32 *)(buf + 8) = rand_r(&seed) % 64;
 			*(__u32 *)buf = argsz;
+			/* Output arrays go to a scratch page or the unmapped one, never to our data. */
+			if (c->nr == IOASID_IOVA_RANGES)
+				((struct ioasid_iova_ranges *)buf)->ranges_uptr = rand_r(&seed) % 2 ?
+					(uintptr_t)scratch : (uintptr_t)(buf + PAGE);
 		} else if ((unsigned char *)arg >= buf && (unsigned char *)arg + 4 <= buf + PAGE) {
 			/* Near the end of the page: argsz readable, the rest not. */
 			memcpy(arg, &argsz, 4);

@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Devices bound to a context, and the IOMMU groups they belong to.
+//!
+//! Binding a PCI device claims its DMA ownership for the context: from then on no kernel driver
+//! and no other context can use the device or, because ownership is per group, any device of its
+//! IOMMU group. The group is the unit of isolation (seed 001): devices of one group cannot be
+//! isolated from each other by the IOMMU, so every device of a group that is bound in a context
+//! and attached must be attached to the same IOASID. Attaching a device attaches its whole group.
+//!
+//! # Locking
+//!
+//! Lock order, outermost first:
+//!
+//! 1. the context's `groups` mutex ([`DeviceTable::groups`]), held for every bind, unbind,
+//!    attach and detach;
+//! 2. an IOASID's state mutex (see [`crate::ioasid`]);
+//! 3. the XArray locks of the ID tables (see [`crate::id_table`]).
+
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{
+        Arc,
+        Mutex, //
+    },
+};
+
+use crate::{
+    id_table::IdTable,
+    ioasid::{
+        Ioasid,
+        IoasidTable, //
+    },
+    iommu::{
+        capable_sys_admin,
+        DmaOwnership,
+        Group,
+        PciDev, //
+    },
+    uapi::IOASID_ID_MAX,
+};
+
+/// A PCI device bound to a context.
+pub(crate) struct Device {
+    pdev: PciDev,
+    group: Group,
+    segment: u32,
+    bus: u8,
+    devfn: u8,
+    /// Dropped last: the device is detached before its ownership is released.
+    _ownership: DmaOwnership,
+}
+
+/// The IOASID a group is attached to in this context.
+struct GroupIoasid {
+    id: u32,
+    ioasid: Arc<Ioasid>,
+    /// The devices of the group attached, by device ID.
+    devices: KVec<u32>,
+}
+
+/// A group with devices bound in this context.
+struct ContextGroup {
+    group: Group,
+    /// Bound devices of this group, by device ID.
+    bound: KVec<u32>,
+    attached: Option<GroupIoasid>,
+}
+
+/// The devices of one context.
+#[pin_data]
+pub(crate) struct DeviceTable {
+    #[pin]
+    devices: IdTable<Device>,
+    /// The groups of the bound devices.
+    #[pin]
+    groups: Mutex<KVec<ContextGroup>>,
+}
+
+impl DeviceTable {
+    /// An empty table.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            devices <- IdTable::new(IOASID_ID_MAX),
+            groups <- new_mutex!(KVec::new()),
+        })
+    }
+
+    /// Binds the PCI device `segment:bus:devfn` to the context whose address is `owner`, and
+    /// returns its device ID.
+    ///
+    /// Errors: `EPERM` without `CAP_SYS_ADMIN`; `ENODEV` if there is no such device or it is not
+    /// behind an IOMMU; `EEXIST` if it is already bound in this context; `EBUSY` if a kernel
+    /// driver uses it or a device of its group, or another context owns its group.
+    pub(crate) fn bind(
+        &self,
+        owner: *const core::ffi::c_void,
+        segment: u32,
+        bus: u8,
+        devfn: u8,
+    ) -> Result<(u32, u32)> {
+        if !capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let pdev = PciDev::get(segment, bus, devfn).ok_or(ENODEV)?;
+        let group = pdev.group().ok_or(ENODEV)?;
+        let mut groups = self.groups.lock();
+        if let Some(g) = groups.iter().find(|g| g.group.is(&group)) {
+            for &id in g.bound.iter() {
+                if let Some(d) = self.devices.get(id) {
+                    if d.segment == segment && d.bus == bus && d.devfn == devfn {
+                        return Err(EEXIST);
+                    }
+                }
+            }
+        }
+        if pdev.has_driver() {
+            return Err(EBUSY);
+        }
+        let ownership = pdev.claim_dma(owner)?;
+        let group_id = group.id();
+        let dev = Arc::new(
+            Device {
+                pdev,
+                group: group.get(),
+                segment,
+                bus,
+                devfn,
+                _ownership: ownership,
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let id = self.devices.insert(dev)?;
+        let pos = match groups.iter().position(|g| g.group.is(&group)) {
+            Some(pos) => pos,
+            None => {
+                let entry = ContextGroup {
+                    group,
+                    bound: KVec::new(),
+                    attached: None,
+                };
+                if let Err(e) = groups.push(entry, GFP_KERNEL_ACCOUNT) {
+                    self.devices.remove(id);
+                    return Err(e.into());
+                }
+                groups.len() - 1
+            }
+        };
+        if let Err(e) = groups[pos].bound.push(id, GFP_KERNEL_ACCOUNT) {
+            if groups[pos].bound.is_empty() {
+                let _ = groups.remove(pos);
+            }
+            self.devices.remove(id);
+            return Err(e.into());
+        }
+        Ok((id, group_id))
+    }
+
+    /// Attaches device `dev_id` to IOASID `ioasid_id`.
+    ///
+    /// Errors: `ENOENT` for an unknown device or IOASID; `EBUSY` if the device is attached
+    /// already; `EXDEV` if another device of its group is attached to a different IOASID;
+    /// `ERANGE` if an existing mapping is outside what the device can use.
+    pub(crate) fn attach(&self, ioasids: &IoasidTable, dev_id: u32, ioasid_id: u32) -> Result {
+        let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
+        let mut groups = self.groups.lock();
+        let g = groups
+            .iter_mut()
+            .find(|g| g.group.is(&dev.group))
+            .ok_or(ENOENT)?;
+        match &mut g.attached {
+            Some(a) if a.devices.contains(&dev_id) => Err(EBUSY),
+            Some(a) if a.id != ioasid_id => Err(EXDEV),
+            Some(a) => {
+                a.devices.push(dev_id, GFP_KERNEL_ACCOUNT)?;
+                if let Err(e) = a.ioasid.attach_device(dev_id, &dev.pdev, &dev.group) {
+                    a.devices.retain(|d| *d != dev_id);
+                    return Err(e);
+                }
+                Ok(())
+            }
+            None => {
+                let ioasid = ioasids.add_user(ioasid_id)?;
+                let mut devices = KVec::new();
+                if let Err(e) = devices
+                    .push(dev_id, GFP_KERNEL_ACCOUNT)
+                    .map_err(Error::from)
+                    .and_then(|()| ioasid.attach_device(dev_id, &dev.pdev, &dev.group))
+                {
+                    ioasids.put_user(ioasid_id, ioasid);
+                    return Err(e);
+                }
+                g.attached = Some(GroupIoasid {
+                    id: ioasid_id,
+                    ioasid,
+                    devices,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Detaches device `dev_id` from its IOASID. Errors: `ENOENT` for an unknown device,
+    /// `EINVAL` if it is not attached.
+    pub(crate) fn detach(&self, ioasids: &IoasidTable, dev_id: u32) -> Result {
+        let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
+        let mut groups = self.groups.lock();
+        let g = groups
+            .iter_mut()
+            .find(|g| g.group.is(&dev.group))
+            .ok_or(ENOENT)?;
+        Self::detach_locked(ioasids, g, dev_id, &dev)
+    }
+
+    fn detach_locked(
+        ioasids: &IoasidTable,
+        g: &mut ContextGroup,
+        dev_id: u32,
+        dev: &Device,
+    ) -> Result {
+        let Some(a) = &mut g.attached else {
+            return Err(EINVAL);
+        };
+        if !a.devices.contains(&dev_id) {
+            return Err(EINVAL);
+        }
+        a.ioasid.detach_device(dev_id, &dev.group);
+        a.devices.retain(|d| *d != dev_id);
+        if a.devices.is_empty() {
+            if let Some(a) = g.attached.take() {
+                ioasids.put_user(a.id, a.ioasid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unbinds device `dev_id`, detaching it first. Errors: `ENOENT` for an unknown device.
+    pub(crate) fn unbind(&self, ioasids: &IoasidTable, dev_id: u32) -> Result {
+        let mut groups = self.groups.lock();
+        let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
+        let pos = groups
+            .iter()
+            .position(|g| g.group.is(&dev.group))
+            .ok_or(ENOENT)?;
+        let g = &mut groups[pos];
+        // Not attached is fine here.
+        let _ = Self::detach_locked(ioasids, g, dev_id, &dev);
+        g.bound.retain(|d| *d != dev_id);
+        if g.bound.is_empty() {
+            let _ = groups.remove(pos);
+        }
+        drop(dev);
+        // The table's reference: dropping it (now or when a racing lookup lets go) releases the
+        // DMA ownership, after the group was detached above.
+        self.devices.remove(dev_id);
+        Ok(())
+    }
+
+    /// Unbinds every device (the context is going away).
+    pub(crate) fn unbind_all(&self, ioasids: &IoasidTable) {
+        while let Some((id, dev)) = self.devices.pop() {
+            let mut groups = self.groups.lock();
+            if let Some(pos) = groups.iter().position(|g| g.group.is(&dev.group)) {
+                let g = &mut groups[pos];
+                let _ = Self::detach_locked(ioasids, g, id, &dev);
+                g.bound.retain(|d| *d != id);
+                if g.bound.is_empty() {
+                    let _ = groups.remove(pos);
+                }
+            }
+        }
+    }
+
+    /// The number of bound devices.
+    pub(crate) fn len(&self) -> usize {
+        self.devices.len()
+    }
+}

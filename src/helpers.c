@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers for ioasid.ko: the static inlines and macros its Rust code needs
+ * and the kernel's Rust bindings do not export.
+ */
+#include <linux/io.h>
+#include <linux/list.h>
+#include <linux/mm.h>
+
+#include "helpers.h"
+
+phys_addr_t ioasid_page_to_phys(struct page *page)
+{
+	return page_to_phys(page);
+}
+
+void ioasid_init_list_head(struct list_head *list)
+{
+	INIT_LIST_HEAD(list);
+}

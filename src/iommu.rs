@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Thin, safe wrappers over the kernel's PCI and IOMMU C APIs.
+//!
+//! This file, [`crate::id_table`] and [`crate::pages`] hold all of the module's `unsafe`. The
+//! types here make the C API's ordering rules hold by construction:
+//!
+//! - [`PciDev`] is a counted reference to a `struct pci_dev`.
+//! - [`DmaOwnership`] is DMA ownership of a device claimed for a context; dropping it releases
+//!   the ownership. No kernel driver can bind to the device while it is held.
+//! - [`Group`] is a counted reference to an IOMMU group.
+//! - [`Domain`] is a paging `iommu_domain`, shared by [`Arc`]; it is freed when the last
+//!   reference goes.
+//! - [`Attachment`] is a group attached to a domain. It holds a reference to the domain, so the
+//!   domain cannot be freed while anything is attached to it, and dropping it detaches the group,
+//!   which, because the group's DMA is owned, puts the group back on the blocking domain: no DMA.
+
+use core::ptr::{
+    null_mut,
+    NonNull, //
+};
+use kernel::{bindings, error::from_err_ptr, ffi::c_void, prelude::*, sync::Arc};
+
+extern "C" {
+    fn ioasid_init_list_head(list: *mut bindings::list_head);
+}
+
+/// A counted reference to a PCI device.
+///
+/// # Invariants
+///
+/// `ptr` points to a `struct pci_dev` on which this value holds one reference.
+pub(crate) struct PciDev {
+    ptr: NonNull<bindings::pci_dev>,
+}
+
+// SAFETY: a `struct pci_dev` is reference counted and may be referenced and released from any
+// thread; the methods below only call functions that take their own locks.
+unsafe impl Send for PciDev {}
+// SAFETY: as above; no method mutates the device through `&self` without the kernel's locking.
+unsafe impl Sync for PciDev {}
+
+impl PciDev {
+    /// Looks up the PCI device at `segment:bus:devfn`.
+    pub(crate) fn get(segment: u32, bus: u8, devfn: u8) -> Option<Self> {
+        let segment = i32::try_from(segment).ok()?;
+        // SAFETY: plain lookup; it returns a new reference or NULL.
+        let ptr = unsafe {
+            bindings::pci_get_domain_bus_and_slot(segment, u32::from(bus), u32::from(devfn))
+        };
+        // INVARIANT: `pci_get_domain_bus_and_slot` returned a new reference.
+        NonNull::new(ptr).map(|ptr| PciDev { ptr })
+    }
+
+    fn dev(&self) -> *mut bindings::device {
+        // SAFETY: `ptr` is valid (type invariant); this only computes a field address.
+        unsafe { &raw mut (*self.ptr.as_ptr()).dev }
+    }
+
+    /// Whether a kernel driver is bound to the device.
+    pub(crate) fn has_driver(&self) -> bool {
+        // SAFETY: `dev()` is valid; a racy read of the pointer is only used as a hint here, the
+        // DMA ownership claim is what excludes drivers.
+        unsafe { !core::ptr::read_volatile(&raw const (*self.dev()).driver).is_null() }
+    }
+
+    /// The device's IOMMU group, or `None` when it is not behind an IOMMU.
+    pub(crate) fn group(&self) -> Option<Group> {
+        // SAFETY: `dev()` is valid; `iommu_group_get` returns a new reference or NULL.
+        let ptr = unsafe { bindings::iommu_group_get(self.dev()) };
+        // INVARIANT: a new reference, or nothing.
+        NonNull::new(ptr).map(|ptr| Group { ptr })
+    }
+
+    /// Claims the DMA ownership of the device for `owner`.
+    ///
+    /// Fails with `EBUSY` if a driver uses the device or its group, or if another owner has it.
+    pub(crate) fn claim_dma(&self, owner: *const c_void) -> Result<DmaOwnership> {
+        // SAFETY: `dev()` is valid; `owner` is only compared by the IOMMU core, never
+        // dereferenced.
+        let ret = unsafe { bindings::iommu_device_claim_dma_owner(self.dev(), owner.cast_mut()) };
+        if ret != 0 {
+            return Err(EBUSY);
+        }
+        // INVARIANT: the claim succeeded and is released exactly once, in `drop`.
+        Ok(DmaOwnership { dev: self.clone() })
+    }
+
+    /// Allocates a paging domain for the device's IOMMU.
+    pub(crate) fn alloc_domain(&self) -> Result<Arc<Domain>> {
+        // SAFETY: `dev()` is valid; the call returns a domain or an `ERR_PTR`.
+        let ptr =
+            from_err_ptr(unsafe { bindings::iommu_paging_domain_alloc_flags(self.dev(), 0) })?;
+        let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
+        // INVARIANT: a new paging domain, owned by the `Domain` from here on.
+        Ok(Arc::new(Domain { ptr }, GFP_KERNEL_ACCOUNT)?)
+    }
+
+    /// The device's reserved IOVA regions, as inclusive `(start, last)` pairs.
+    pub(crate) fn reserved_regions(&self) -> Result<KVec<(u64, u64)>> {
+        let mut regions = KVec::new();
+        let mut list = bindings::list_head {
+            next: null_mut(),
+            prev: null_mut(),
+        };
+        let head: *mut bindings::list_head = &mut list;
+        // SAFETY: `head` is a valid, exclusively borrowed list head.
+        unsafe { ioasid_init_list_head(head) };
+        // SAFETY: `dev()` is valid and `head` an initialised empty list.
+        unsafe { bindings::iommu_get_resv_regions(self.dev(), head) };
+        let mut result = Ok(());
+        // SAFETY: `head` is a list of `struct iommu_resv_region`, linked by their first field
+        // `list`, which stays valid until `iommu_put_resv_regions` below.
+        unsafe {
+            let mut pos = (*head).next;
+            while pos != head {
+                let region = pos.cast::<bindings::iommu_resv_region>();
+                let start = (*region).start;
+                let len = (*region).length as u64;
+                if len > 0 {
+                    if let Err(e) = regions.push((start, start.saturating_add(len - 1)), GFP_KERNEL)
+                    {
+                        result = Err(e.into());
+                    }
+                }
+                pos = (*pos).next;
+            }
+            bindings::iommu_put_resv_regions(self.dev(), head);
+        }
+        result.map(|()| regions)
+    }
+}
+
+impl Clone for PciDev {
+    fn clone(&self) -> Self {
+        // SAFETY: `ptr` is valid (type invariant); this takes another reference.
+        unsafe { bindings::pci_dev_get(self.ptr.as_ptr()) };
+        // INVARIANT: the reference taken above.
+        PciDev { ptr: self.ptr }
+    }
+}
+
+impl Drop for PciDev {
+    fn drop(&mut self) {
+        // SAFETY: this value holds one reference (type invariant), released here.
+        unsafe { bindings::pci_dev_put(self.ptr.as_ptr()) };
+    }
+}
+
+/// DMA ownership of a device, claimed for one context.
+///
+/// # Invariants
+///
+/// `iommu_device_claim_dma_owner` succeeded on `dev` and has not been released.
+pub(crate) struct DmaOwnership {
+    dev: PciDev,
+}
+
+impl Drop for DmaOwnership {
+    fn drop(&mut self) {
+        // SAFETY: the ownership was claimed (type invariant) and is released once, here.
+        unsafe { bindings::iommu_device_release_dma_owner(self.dev.dev()) };
+    }
+}
+
+/// A counted reference to an IOMMU group.
+///
+/// # Invariants
+///
+/// `ptr` points to a `struct iommu_group` on which this value holds one reference.
+pub(crate) struct Group {
+    ptr: NonNull<bindings::iommu_group>,
+}
+
+// SAFETY: IOMMU groups are reference counted and their functions take the group's own mutex.
+unsafe impl Send for Group {}
+// SAFETY: as above.
+unsafe impl Sync for Group {}
+
+impl Group {
+    /// The group's number, as in `/sys/kernel/iommu_groups/`.
+    pub(crate) fn id(&self) -> u32 {
+        // SAFETY: `ptr` is valid (type invariant).
+        let id = unsafe { bindings::iommu_group_id(self.ptr.as_ptr()) };
+        u32::try_from(id).unwrap_or(u32::MAX)
+    }
+
+    /// Whether `self` and `other` are the same group.
+    pub(crate) fn is(&self, other: &Group) -> bool {
+        self.ptr == other.ptr
+    }
+
+    /// Another reference to the group.
+    pub(crate) fn get(&self) -> Group {
+        // SAFETY: `ptr` is valid (type invariant); this takes another reference.
+        unsafe { bindings::iommu_group_ref_get(self.ptr.as_ptr()) };
+        // INVARIANT: the reference taken above.
+        Group { ptr: self.ptr }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: this value holds one reference (type invariant), released here.
+        unsafe { bindings::iommu_group_put(self.ptr.as_ptr()) };
+    }
+}
+
+/// `IOMMU_READ`: the device may read the memory.
+pub(crate) const PROT_READ: i32 = bindings::IOMMU_READ as i32;
+/// `IOMMU_WRITE`: the device may write the memory.
+pub(crate) const PROT_WRITE: i32 = bindings::IOMMU_WRITE as i32;
+
+/// A paging IOMMU domain: an I/O page table in IOMMU hardware.
+///
+/// # Invariants
+///
+/// `ptr` points to a paging domain from `iommu_paging_domain_alloc_flags`, owned by this value
+/// and freed in `drop`. No group is attached to it then: every attachment holds an `Arc` of it.
+pub(crate) struct Domain {
+    ptr: NonNull<bindings::iommu_domain>,
+}
+
+// SAFETY: `iommu_map` and `iommu_unmap` may be called from any thread; the IOMMU drivers
+// serialise their page-table updates internally. Callers map and unmap disjoint ranges (the
+// IOASID's lock orders them), as the IOMMU API requires.
+unsafe impl Send for Domain {}
+// SAFETY: as above.
+unsafe impl Sync for Domain {}
+
+impl Domain {
+    /// The domain's aperture: the inclusive range of IOVAs it can map.
+    pub(crate) fn aperture(&self) -> (u64, u64) {
+        // SAFETY: `ptr` is valid (type invariant); the geometry is set at allocation.
+        let geometry = unsafe { (*self.ptr.as_ptr()).geometry };
+        if geometry.force_aperture {
+            (geometry.aperture_start, geometry.aperture_end)
+        } else {
+            (0, u64::MAX)
+        }
+    }
+
+    /// The page sizes the domain supports, one bit per size.
+    pub(crate) fn pgsize_bitmap(&self) -> u64 {
+        // SAFETY: `ptr` is valid (type invariant).
+        let bitmap = unsafe { (*self.ptr.as_ptr()).pgsize_bitmap };
+        // An `unsigned long`: at most 64 bits.
+        bitmap as u64
+    }
+
+    /// Maps `size` bytes at `iova` to physical address `paddr` with `prot`.
+    pub(crate) fn map(&self, iova: u64, paddr: u64, size: usize, prot: i32) -> Result {
+        let iova = usize::try_from(iova)?;
+        // SAFETY: `ptr` is a valid paging domain (type invariant); the caller maps memory it has
+        // pinned, and unmaps it before unpinning.
+        let ret = unsafe {
+            bindings::iommu_map(
+                self.ptr.as_ptr(),
+                iova,
+                paddr,
+                size,
+                prot,
+                bindings::GFP_KERNEL_ACCOUNT,
+            )
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Unmaps `size` bytes at `iova`, flushing the IOTLB before it returns. Returns the number
+    /// of bytes unmapped.
+    pub(crate) fn unmap(&self, iova: u64, size: usize) -> usize {
+        let Ok(iova) = usize::try_from(iova) else {
+            return 0;
+        };
+        // SAFETY: `ptr` is a valid paging domain (type invariant). `iommu_unmap` waits for the
+        // IOTLB invalidation.
+        unsafe { bindings::iommu_unmap(self.ptr.as_ptr(), iova, size) }
+    }
+
+    /// Attaches `group` to the domain. The group's DMA must be owned by the caller.
+    pub(crate) fn attach(self: &Arc<Self>, group: &Group) -> Result<Attachment> {
+        // SAFETY: both pointers are valid (type invariants).
+        let ret = unsafe { bindings::iommu_attach_group(self.ptr.as_ptr(), group.ptr.as_ptr()) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        // INVARIANT: attached; the attachment holds the domain until it detaches.
+        Ok(Attachment {
+            domain: self.clone(),
+            group: group.get(),
+        })
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        // SAFETY: the domain is owned by this value and nothing is attached to it (type
+        // invariant: attachments hold an `Arc` of it).
+        unsafe { bindings::iommu_domain_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// A group attached to a domain; dropping it detaches the group.
+///
+/// # Invariants
+///
+/// `group` is attached to `domain`.
+pub(crate) struct Attachment {
+    domain: Arc<Domain>,
+    group: Group,
+}
+
+impl Attachment {
+    /// The domain the group is attached to.
+    pub(crate) fn domain(&self) -> &Arc<Domain> {
+        &self.domain
+    }
+
+    /// The attached group.
+    pub(crate) fn group(&self) -> &Group {
+        &self.group
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: `group` is attached to `domain` (type invariant). With the group's DMA owned,
+        // detaching puts it on the blocking domain.
+        unsafe { bindings::iommu_detach_group(self.domain.ptr.as_ptr(), self.group.ptr.as_ptr()) };
+    }
+}
+
+/// Whether the calling task has `CAP_SYS_ADMIN`.
+pub(crate) fn capable_sys_admin() -> bool {
+    // SAFETY: `capable` only inspects the current task's credentials.
+    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) }
+}

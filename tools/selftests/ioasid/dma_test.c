@@ -1,0 +1,833 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kselftests for devices and DMA through /dev/ioasid: every test moves real
+ * bytes with QEMU's edu device, whose DMA engine goes through the emulated
+ * IOMMU, and checks what landed in memory, what did not, and what stayed
+ * pinned.
+ *
+ * The VM (scripts/vm.sh) has edu devices at 00:05.0 (alone in its group),
+ * 00:06.0 + 00:06.1 (one group) and, except under virtio-iommu, 01:01.0 +
+ * 01:02.0 behind a PCI bridge. DMAs that must fault are bracketed by
+ * "ioasid-test: expect-dma-fault" markers in the kernel log, so that the
+ * runner accepts exactly those faults.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/ioasid.h>
+
+#include "kselftest_harness.h"
+
+#define PAGE 4096
+#define EDU_BUF 0x40000		/* the device's own 4 KiB buffer */
+#define EDU_BUF_SIZE 4096
+
+/* IOVAs within the edu's default 28-bit DMA mask. */
+#define IOVA_SRC 0x100000
+#define IOVA_DST 0x200000
+#define IOVA_UNMAPPED 0x300000
+
+static int xioctl(int fd, unsigned long cmd, void *arg)
+{
+	return ioctl(fd, cmd, arg) ? -errno : 0;
+}
+
+static void kmsg(const char *msg)
+{
+	int fd = open("/dev/kmsg", O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, msg, strlen(msg)) < 0)
+			perror("kmsg");
+		close(fd);
+	}
+}
+
+/* A field of /proc/vmstat (pins taken and released, system-wide). */
+static long vmstat(const char *key)
+{
+	char name[64];
+	long val, found = -1;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", name, &val) == 2)
+		if (!strcmp(name, key))
+			found = val;
+	fclose(f);
+	return found;
+}
+
+/* Pages pinned right now with FOLL_PIN, system-wide. */
+static long pins(void)
+{
+	/* Fold the per-CPU counter deltas first, or small changes do not show. */
+	int fd = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+
+	if (fd >= 0) {
+		if (write(fd, "1", 1) != 1)
+			perror("stat_refresh");
+		close(fd);
+	}
+	return vmstat("nr_foll_pin_acquired") - vmstat("nr_foll_pin_released");
+}
+
+/* VmLck of this process, in kB. */
+static long vmlck(void)
+{
+	char line[256];
+	long val = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmLck:", 6))
+			val = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return val;
+}
+
+/*
+ * Whether DMA of emulated devices is really translated by the VM's IOMMU.
+ * QEMU 10.0's amd-iommu emulates interrupt remapping only: the DMA of
+ * emulated devices bypasses it, so nothing here would mean anything (and a
+ * "blocked" DMA would land in guest memory).
+ */
+static const char *no_dma_translation(void)
+{
+	const char *model = getenv("IOASID_IOMMU");
+
+	if (model && !strcmp(model, "amd"))
+		return "QEMU 10.0's amd-iommu does not translate DMA of emulated devices";
+	return NULL;
+}
+
+#define NEED_DMA_TRANSLATION()							\
+	do {									\
+		if (no_dma_translation())					\
+			SKIP(return, "%s", no_dma_translation());		\
+	} while (0)
+
+/* The kernel log from now on: a /dev/kmsg reader positioned at its end. */
+static int kmsg_follow(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+	if (fd >= 0)
+		lseek(fd, 0, SEEK_END);
+	return fd;
+}
+
+/* Whether an IOMMU fault report was logged since kmsg_follow() gave fd. */
+static int fault_logged(int fd)
+{
+	static const char *const reports[] = {
+		"DMAR: [DMA ",			/* VT-d */
+		"IO_PAGE_FAULT",		/* AMD-Vi */
+		"fault from EP",		/* virtio-iommu */
+		"F_TRANSLATION",		/* SMMUv3 */
+	};
+	char rec[2048];
+	ssize_t n;
+	int found = 0;
+
+	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0) {
+		rec[n] = '\0';
+		for (unsigned int i = 0; i < sizeof(reports) / sizeof(reports[0]); i++)
+			found |= strstr(rec, reports[i]) != NULL;
+	}
+	close(fd);
+	return found;
+}
+
+/* --- the edu device ---------------------------------------------------- */
+
+struct edu {
+	unsigned int seg, bus, devfn;
+	char bdf[32];
+	volatile uint8_t *bar;
+};
+
+static int edu_setup(struct edu *e, const char *bdf)
+{
+	char path[128];
+	unsigned int dev, fn;
+	uint16_t cmd;
+	int fd;
+
+	snprintf(e->bdf, sizeof(e->bdf), "%s", bdf);
+	if (sscanf(bdf, "%x:%x:%x.%x", &e->seg, &e->bus, &dev, &fn) != 4)
+		return -1;
+	e->devfn = (dev << 3) | fn;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/enable", bdf);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		return -1;
+	close(fd);
+	/* Bus mastering and memory decoding in the command register. */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDWR);
+	if (fd < 0 || pread(fd, &cmd, 2, 4) != 2)
+		return -1;
+	cmd |= 0x6;
+	if (pwrite(fd, &cmd, 2, 4) != 2)
+		return -1;
+	close(fd);
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
+	fd = open(path, O_RDWR | O_SYNC);
+	if (fd < 0)
+		return -1;
+	e->bar = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (e->bar == MAP_FAILED)
+		return -1;
+	/* The identification register: 0xRRrr00ed. */
+	return (*(volatile uint32_t *)e->bar & 0xff) == 0xed ? 0 : -1;
+}
+
+static void edu_teardown(struct edu *e)
+{
+	if (e->bar && e->bar != MAP_FAILED)
+		munmap((void *)e->bar, 1 << 20);
+}
+
+/*
+ * One DMA of the edu engine: to_ram = 0 reads RAM at src into the device
+ * buffer at dst, to_ram = 1 writes the device buffer at src to RAM at dst.
+ * Returns 0 when the engine finished.
+ */
+static int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint32_t count, int to_ram)
+{
+	volatile uint64_t *reg = (volatile uint64_t *)(e->bar + 0x80);
+	struct timespec ts = { 0, 1000000 };
+
+	reg[0] = src;
+	reg[1] = dst;
+	reg[2] = count;
+	reg[3] = 1 | (to_ram ? 2 : 0);
+	for (int i = 0; i < 5000; i++) {
+		if (!(reg[3] & 1))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+/* RAM at IOVA src -> device buffer -> RAM at IOVA dst. */
+static int edu_round_trip(struct edu *e, uint64_t src, uint64_t dst, uint32_t off, uint32_t len)
+{
+	if (edu_dma(e, src, EDU_BUF + off, len, 0))
+		return -1;
+	return edu_dma(e, EDU_BUF + off, dst, len, 1);
+}
+
+/* --- the uAPI -------------------------------------------------------------- */
+
+static int bind_dev(int fd, struct edu *e, __u32 *dev_id, __u32 *group)
+{
+	struct ioasid_device_bind b = {
+		.argsz = sizeof(b), .pci_segment = e->seg, .pci_bus = e->bus, .pci_devfn = e->devfn,
+	};
+	int ret = xioctl(fd, IOASID_DEVICE_BIND, &b);
+
+	*dev_id = b.out_dev_id;
+	if (group)
+		*group = b.out_group_id;
+	return ret;
+}
+
+static int attach(int fd, __u32 dev_id, __u32 ioasid)
+{
+	struct ioasid_device_attach a = { .argsz = sizeof(a), .dev_id = dev_id, .ioasid = ioasid };
+
+	return xioctl(fd, IOASID_DEVICE_ATTACH, &a);
+}
+
+static int detach(int fd, __u32 dev_id)
+{
+	struct ioasid_device_detach d = { .argsz = sizeof(d), .dev_id = dev_id };
+
+	return xioctl(fd, IOASID_DEVICE_DETACH, &d);
+}
+
+static int unbind(int fd, __u32 dev_id)
+{
+	struct ioasid_device_unbind u = { .argsz = sizeof(u), .dev_id = dev_id };
+
+	return xioctl(fd, IOASID_DEVICE_UNBIND, &u);
+}
+
+static int alloc_ioasid(int fd, __u32 *id)
+{
+	struct ioasid_alloc a = { .argsz = sizeof(a) };
+	int ret = xioctl(fd, IOASID_ALLOC, &a);
+
+	*id = a.out_ioasid;
+	return ret;
+}
+
+static int free_ioasid(int fd, __u32 id)
+{
+	struct ioasid_free f = { .argsz = sizeof(f), .ioasid = id };
+
+	return xioctl(fd, IOASID_FREE, &f);
+}
+
+static int map_at(int fd, __u32 ioasid, void *va, __u64 length, __u64 iova, __u32 prot)
+{
+	struct ioasid_map m = {
+		.argsz = sizeof(m), .flags = prot | IOASID_MAP_FIXED_IOVA, .ioasid = ioasid,
+		.user_va = (uintptr_t)va, .length = length, .iova = iova,
+	};
+
+	return xioctl(fd, IOASID_MAP, &m);
+}
+
+static int unmap(int fd, __u32 ioasid, __u64 iova, __u64 length, __u64 *unmapped)
+{
+	struct ioasid_unmap u = {
+		.argsz = sizeof(u), .ioasid = ioasid, .iova = iova, .length = length,
+	};
+	int ret = xioctl(fd, IOASID_UNMAP, &u);
+
+	if (unmapped)
+		*unmapped = u.out_unmapped;
+	return ret;
+}
+
+#define RW (IOASID_MAP_READ | IOASID_MAP_WRITE)
+
+/* --- fixtures ------------------------------------------------------------ */
+
+/*
+ * A context with the lone edu (00:05.0) bound and attached to one IOASID,
+ * and a buffer of 4 pages: [canary][src][dst][canary].
+ */
+FIXTURE(dma) {
+	int fd;
+	struct edu edu;
+	__u32 dev, ioasid;
+	uint8_t *buf, *src, *dst;
+};
+
+FIXTURE_SETUP(dma)
+{
+	NEED_DMA_TRANSLATION();
+	ASSERT_EQ(0, edu_setup(&self->edu, "0000:00:05.0"));
+	self->fd = open("/dev/ioasid", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->fd);
+	ASSERT_EQ(0, alloc_ioasid(self->fd, &self->ioasid));
+	ASSERT_EQ(0, bind_dev(self->fd, &self->edu, &self->dev, NULL));
+	ASSERT_EQ(0, attach(self->fd, self->dev, self->ioasid));
+	self->buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(self->buf != MAP_FAILED);
+	memset(self->buf, 0xcc, 4 * PAGE);
+	self->src = self->buf + PAGE;
+	self->dst = self->buf + 2 * PAGE;
+}
+
+FIXTURE_TEARDOWN(dma)
+{
+	close(self->fd);
+	munmap(self->buf, 4 * PAGE);
+	edu_teardown(&self->edu);
+}
+
+static int canaries_intact(const uint8_t *buf)
+{
+	for (int i = 0; i < PAGE; i++)
+		if (buf[i] != 0xcc || buf[3 * PAGE + i] != 0xcc)
+			return 0;
+	return 1;
+}
+
+static void fill(uint8_t *p, size_t n, unsigned int seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 8));
+}
+
+TEST_F(dma, round_trip_bytes_exact)
+{
+	static const struct { uint32_t off, len; } cases[] = {
+		{ 0, 4096 }, { 0, 1 }, { 16, 100 }, { 1000, 3000 }, { 4000, 96 }, { 2048, 2048 },
+	};
+
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, IOASID_MAP_READ));
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, IOASID_MAP_WRITE));
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint32_t off = cases[i].off, len = cases[i].len;
+
+		fill(self->src, PAGE, i + 1);
+		memset(self->dst, 0, PAGE);
+		ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC + off, IOVA_DST + off, off, len));
+		EXPECT_EQ(0, memcmp(self->src + off, self->dst + off, len))
+			TH_LOG("offset %u length %u", off, len);
+		/* Exactly those bytes: nothing before or after was written. */
+		for (uint32_t j = 0; j < PAGE; j++) {
+			if (j < off || j >= off + len) {
+				EXPECT_EQ(0, self->dst[j]) TH_LOG("byte %u, case %u", j, i);
+				if (self->dst[j])
+					break;
+			}
+		}
+		EXPECT_TRUE(canaries_intact(self->buf));
+	}
+}
+
+TEST_F(dma, kernel_chosen_iova_works)
+{
+	struct ioasid_map m = {
+		.argsz = sizeof(m), .flags = RW, .ioasid = self->ioasid,
+		.user_va = (uintptr_t)self->src, .length = 2 * PAGE,
+	};
+
+	ASSERT_EQ(0, xioctl(self->fd, IOASID_MAP, &m));
+	EXPECT_NE(0, m.iova);
+	EXPECT_EQ(0, m.iova % PAGE);
+	/* The edu only reaches 28 bits; IOVAs are allocated from the bottom. */
+	ASSERT_GT(1ull << 28, m.iova + 2 * PAGE);
+	fill(self->src, PAGE, 9);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, m.iova, m.iova + PAGE, 0, PAGE));
+	EXPECT_EQ(0, memcmp(self->src, self->dst, PAGE));
+}
+
+/*
+ * DMA that must not reach memory: the buffer stays as it was. With
+ * must_report, the IOMMU must also report the fault in the kernel log. Only
+ * the translation fault of an unmapped IOVA is asserted that way: the VT-d
+ * and virtio-iommu drivers rate-limit their fault messages, QEMU's VT-d
+ * compresses repeated faults, and a blocked (detached) endpoint is not
+ * reported by virtio-iommu at all; whether a report came is logged.
+ */
+static void expect_blocked_write(struct __test_metadata *_metadata, struct edu *e,
+				 uint64_t iova, uint8_t *target, int must_report)
+{
+	uint8_t before[PAGE];
+	int log;
+
+	memcpy(before, target, PAGE);
+	log = kmsg_follow();
+	kmsg("ioasid-test: expect-dma-fault begin");
+	ASSERT_EQ(0, edu_dma(e, EDU_BUF, iova, 64, 1));
+	usleep(100000);	/* fault reports are printed from the fault interrupt */
+	kmsg("ioasid-test: expect-dma-fault end");
+	EXPECT_EQ(0, memcmp(before, target, PAGE));
+	if (must_report) {
+		EXPECT_TRUE(fault_logged(log)) TH_LOG("no IOMMU fault was reported for IOVA %#llx",
+						      (unsigned long long)iova);
+	} else {
+		TH_LOG("IOVA %#llx blocked; fault %sreported", (unsigned long long)iova,
+		       fault_logged(log) ? "" : "not ");
+	}
+}
+
+TEST_F(dma, unmapped_iova_is_blocked)
+{
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
+	fill(self->src, PAGE, 3);
+	/* Load the device buffer with the pattern, then write it where nothing is mapped. */
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
+	expect_blocked_write(_metadata, &self->edu, IOVA_UNMAPPED, self->dst, 1);
+	EXPECT_TRUE(canaries_intact(self->buf));
+}
+
+TEST_F(dma, read_only_mapping_blocks_device_writes)
+{
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, IOASID_MAP_READ));
+	fill(self->src, PAGE, 4);
+	/* Reading works... */
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
+	/* ...writing back into the same read-only mapping does not. */
+	memset(self->src, 0x11, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_SRC, self->src, 0);
+}
+
+TEST_F(dma, write_only_mapping_blocks_device_reads)
+{
+	int log;
+
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, IOASID_MAP_WRITE));
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
+	/* Put a known pattern in the device buffer through the readable mapping. */
+	fill(self->dst, PAGE, 5);
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_DST, EDU_BUF, PAGE, 0));
+	/*
+	 * The device may not read the write-only page. (QEMU fills what a
+	 * blocked DMA read returns, so the 64 bytes it tried to read change,
+	 * but never to the page's content.)
+	 */
+	memset(self->src, 0x22, PAGE);
+	log = kmsg_follow();
+	kmsg("ioasid-test: expect-dma-fault begin");
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, 64, 0));
+	usleep(100000);	/* fault reports are printed from the fault interrupt */
+	kmsg("ioasid-test: expect-dma-fault end");
+	TH_LOG("read blocked; fault %sreported", fault_logged(log) ? "" : "not ");
+	memset(self->dst, 0, PAGE);
+	ASSERT_EQ(0, edu_dma(&self->edu, EDU_BUF, IOVA_DST, PAGE, 1));
+	for (int i = 0; i < 64; i++) {
+		EXPECT_NE(0x22, self->dst[i]) TH_LOG("byte %d came from the write-only page", i);
+	}
+	fill(self->src, PAGE, 5);
+	EXPECT_EQ(0, memcmp(self->src + 64, self->dst + 64, PAGE - 64));
+}
+
+TEST_F(dma, unmap_blocks_and_unpins)
+{
+	long pins0 = pins(), lck0 = vmlck();
+	__u64 unmapped = 0;
+
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
+	EXPECT_EQ(pins0 + 1, pins());
+	EXPECT_EQ(lck0 + 4, vmlck());
+	fill(self->src, PAGE, 6);
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_SRC, PAGE, &unmapped));
+	EXPECT_EQ(PAGE, unmapped);
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, &unmapped));
+	EXPECT_EQ(pins0, pins());
+	EXPECT_EQ(lck0, vmlck());
+	/* The unmapped IOVA no longer reaches the page. */
+	memset(self->dst, 0x33, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+}
+
+TEST_F(dma, free_blocks_dma_and_parks_the_id)
+{
+	long pins0 = pins();
+	__u32 other;
+
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
+	ASSERT_EQ(0, free_ioasid(self->fd, self->ioasid));
+	/* Freed with a device attached: DMA blocked and pages unpinned at once... */
+	EXPECT_EQ(pins0, pins());
+	memset(self->dst, 0x44, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+	/* ...the ID names nothing, and it stays parked while the device is attached. */
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, self->ioasid));
+	/* The device is still attached, to the freed IOASID, until it detaches. */
+	EXPECT_EQ(-EBUSY, attach(self->fd, self->dev, self->ioasid));
+	/* Detaching releases it. */
+	EXPECT_EQ(0, detach(self->fd, self->dev));
+	EXPECT_EQ(0, alloc_ioasid(self->fd, &other));
+	EXPECT_EQ(0, attach(self->fd, self->dev, other));
+}
+
+TEST_F(dma, detach_and_unbind_block_dma)
+{
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
+	fill(self->src, PAGE, 7);
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
+	ASSERT_EQ(0, detach(self->fd, self->dev));
+	memset(self->dst, 0x55, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+	EXPECT_EQ(-EINVAL, detach(self->fd, self->dev));
+	/* Attached again, it works again; unbound, it is blocked again. */
+	ASSERT_EQ(0, attach(self->fd, self->dev, self->ioasid));
+	ASSERT_EQ(0, edu_dma(&self->edu, EDU_BUF, IOVA_DST, PAGE, 1));
+	EXPECT_EQ(0, memcmp(self->src, self->dst, PAGE));
+	ASSERT_EQ(0, unbind(self->fd, self->dev));
+	memset(self->dst, 0x66, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+	EXPECT_EQ(-ENOENT, unbind(self->fd, self->dev));
+}
+
+TEST_F(dma, bad_map_requests_leave_nothing_behind)
+{
+	long pins0 = pins(), lck0 = vmlck();
+	struct ioasid_iova_ranges r = { .argsz = sizeof(r), .ioasid = self->ioasid };
+	struct ioasid_iova_range ranges[8];
+	struct ioasid_unmap all = { .argsz = sizeof(all), .flags = IOASID_UNMAP_ALL };
+
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
+	EXPECT_EQ(-EINVAL, map_at(self->fd, self->ioasid, self->dst, 0, IOVA_DST, RW));
+	EXPECT_EQ(-EINVAL, map_at(self->fd, self->ioasid, self->dst + 1, PAGE, IOVA_DST, RW));
+	EXPECT_EQ(-EINVAL, map_at(self->fd, self->ioasid, self->dst, PAGE - 1, IOVA_DST, RW));
+	EXPECT_EQ(-EINVAL, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST + 8, RW));
+	EXPECT_EQ(-EINVAL, map_at(self->fd, self->ioasid, self->dst, PAGE, 0, 0));
+	EXPECT_EQ(-EINVAL, map_at(self->fd, self->ioasid, self->dst, 2 * PAGE, -(__u64)PAGE, RW));
+	EXPECT_EQ(-EEXIST, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_SRC, RW));
+	EXPECT_EQ(-EEXIST, map_at(self->fd, self->ioasid, self->buf, 2 * PAGE, IOVA_SRC - PAGE, RW));
+	EXPECT_EQ(-ENOENT, map_at(self->fd, 999, self->dst, PAGE, IOVA_DST, RW));
+	EXPECT_EQ(-EFAULT, map_at(self->fd, self->ioasid, (void *)(uintptr_t)PAGE, PAGE, IOVA_DST, RW));
+
+	/* Outside the usable ranges: past the aperture, and in a reserved hole. */
+	r.num_ranges = 8;
+	r.ranges_uptr = (uintptr_t)ranges;
+	ASSERT_EQ(0, xioctl(self->fd, IOASID_IOVA_RANGES, &r));
+	ASSERT_LE(1, r.num_ranges);
+	EXPECT_NE(0, r.out_pgsize_bitmap & PAGE);
+	TH_LOG("%u usable ranges, page sizes %#llx", r.num_ranges, (unsigned long long)r.out_pgsize_bitmap);
+	for (__u32 i = 0; i < r.num_ranges; i++) {
+		TH_LOG("  [%#llx, %#llx]", (unsigned long long)ranges[i].start,
+		       (unsigned long long)ranges[i].last);
+	}
+	if (ranges[r.num_ranges - 1].last < UINT64_MAX - PAGE) {
+		EXPECT_EQ(-ERANGE, map_at(self->fd, self->ioasid, self->dst, PAGE,
+					  (ranges[r.num_ranges - 1].last + 1) & ~(__u64)(PAGE - 1), RW));
+	}
+	if (r.num_ranges > 1) {
+		EXPECT_EQ(-ERANGE, map_at(self->fd, self->ioasid, self->dst, PAGE,
+					  (ranges[0].last + 1) & ~(__u64)(PAGE - 1), RW));
+	}
+	/* Only the first mapping is there. */
+	EXPECT_EQ(pins0 + 1, pins());
+	EXPECT_EQ(lck0 + 4, vmlck());
+
+	/* UNMAP: cutting a mapping, or nothing there. */
+	EXPECT_EQ(0, map_at(self->fd, self->ioasid, self->buf + 2 * PAGE, 2 * PAGE, IOVA_DST, RW));
+	EXPECT_EQ(-EINVAL, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, NULL));
+	EXPECT_EQ(-ENOENT, unmap(self->fd, self->ioasid, IOVA_UNMAPPED, PAGE, NULL));
+	EXPECT_EQ(-EINVAL, unmap(self->fd, self->ioasid, IOVA_DST, 0, NULL));
+	all.ioasid = self->ioasid;
+	ASSERT_EQ(0, xioctl(self->fd, IOASID_UNMAP, &all));
+	EXPECT_EQ(3 * PAGE, all.out_unmapped);
+	EXPECT_EQ(pins0, pins());
+	EXPECT_EQ(lck0, vmlck());
+}
+
+/* --- ownership, groups, privilege ---------------------------------------- */
+
+TEST(bind_refusals)
+{
+	struct edu e = { 0 };
+	struct edu virtio = { .seg = 0, .bus = 0, .devfn = 4 << 3 };
+	struct edu none = { .seg = 0, .bus = 0, .devfn = 0x1d << 3 };
+	int a = open("/dev/ioasid", O_RDWR), b = open("/dev/ioasid", O_RDWR);
+	__u32 dev, dev2, group;
+	char link[256];
+	ssize_t n;
+
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, edu_setup(&e, "0000:00:05.0"));
+	ASSERT_EQ(0, bind_dev(a, &e, &dev, &group));
+	/* Its group number is the one sysfs shows. */
+	n = readlink("/sys/bus/pci/devices/0000:00:05.0/iommu_group", link, sizeof(link) - 1);
+	ASSERT_LT(0, n);
+	link[n] = '\0';
+	EXPECT_EQ(group, (__u32)atoi(strrchr(link, '/') + 1));
+	/* Twice in one context; in a second context while the first owns it. */
+	EXPECT_EQ(-EEXIST, bind_dev(a, &e, &dev2, NULL));
+	EXPECT_EQ(-EBUSY, bind_dev(b, &e, &dev2, NULL));
+	/* Once the first lets go, the second may take it. */
+	EXPECT_EQ(0, unbind(a, dev));
+	EXPECT_EQ(0, bind_dev(b, &e, &dev2, NULL));
+	close(b);
+	/* A device with a kernel driver (the virtio console), and no device at all. */
+	EXPECT_EQ(-EBUSY, bind_dev(a, &virtio, &dev2, NULL));
+	EXPECT_EQ(-ENODEV, bind_dev(a, &none, &dev2, NULL));
+	close(a);
+	edu_teardown(&e);
+}
+
+TEST(multi_function_group_is_one_unit)
+{
+	struct edu f0 = { 0 }, f1 = { 0 };
+	int a = open("/dev/ioasid", O_RDWR), b = open("/dev/ioasid", O_RDWR);
+	__u32 d0, d1, g0, g1, x, ioas1, ioas2;
+	uint8_t *buf;
+	NEED_DMA_TRANSLATION();
+
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, edu_setup(&f0, "0000:00:06.0"));
+	ASSERT_EQ(0, edu_setup(&f1, "0000:00:06.1"));
+	ASSERT_EQ(0, bind_dev(a, &f0, &d0, &g0));
+	/* The other function is in the same group: another context cannot have it. */
+	EXPECT_EQ(-EBUSY, bind_dev(b, &f1, &x, NULL));
+	ASSERT_EQ(0, bind_dev(a, &f1, &d1, &g1));
+	EXPECT_EQ(g0, g1);
+	ASSERT_EQ(0, alloc_ioasid(a, &ioas1));
+	ASSERT_EQ(0, alloc_ioasid(a, &ioas2));
+	ASSERT_EQ(0, attach(a, d0, ioas1));
+	/* Both functions must share the IOASID. */
+	EXPECT_EQ(-EXDEV, attach(a, d1, ioas2));
+	ASSERT_EQ(0, attach(a, d1, ioas1));
+	EXPECT_EQ(-EBUSY, attach(a, d1, ioas1));
+
+	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	ASSERT_EQ(0, map_at(a, ioas1, buf, 2 * PAGE, IOVA_SRC, RW));
+	fill(buf, PAGE, 8);
+	memset(buf + PAGE, 0, PAGE);
+	/* Both functions DMA through the one IOASID. */
+	ASSERT_EQ(0, edu_dma(&f0, IOVA_SRC, EDU_BUF, PAGE, 0));
+	ASSERT_EQ(0, edu_dma(&f0, EDU_BUF, IOVA_SRC + PAGE, PAGE / 2, 1));
+	ASSERT_EQ(0, edu_dma(&f1, IOVA_SRC + PAGE / 2, EDU_BUF, PAGE / 2, 0));
+	ASSERT_EQ(0, edu_dma(&f1, EDU_BUF, IOVA_SRC + PAGE + PAGE / 2, PAGE / 2, 1));
+	EXPECT_EQ(0, memcmp(buf, buf + PAGE, PAGE));
+	close(a);
+	close(b);
+	munmap(buf, 2 * PAGE);
+	edu_teardown(&f0);
+	edu_teardown(&f1);
+}
+
+TEST(bridged_devices_share_a_group)
+{
+	struct edu e0 = { 0 }, e1 = { 0 };
+	int a = open("/dev/ioasid", O_RDWR), b = open("/dev/ioasid", O_RDWR);
+	__u32 d0, d1, x, ioas;
+	uint8_t *buf;
+	NEED_DMA_TRANSLATION();
+
+	if (access("/sys/bus/pci/devices/0000:01:01.0", F_OK))
+		SKIP(return, "no bridged edu devices in this VM (virtio-iommu)");
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, edu_setup(&e0, "0000:01:01.0"));
+	ASSERT_EQ(0, edu_setup(&e1, "0000:01:02.0"));
+	ASSERT_EQ(0, bind_dev(a, &e0, &d0, NULL));
+	EXPECT_EQ(-EBUSY, bind_dev(b, &e1, &x, NULL));
+	ASSERT_EQ(0, bind_dev(a, &e1, &d1, NULL));
+	ASSERT_EQ(0, alloc_ioasid(a, &ioas));
+	ASSERT_EQ(0, attach(a, d0, ioas));
+	ASSERT_EQ(0, attach(a, d1, ioas));
+	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_TRUE(buf != MAP_FAILED);
+	ASSERT_EQ(0, map_at(a, ioas, buf, 2 * PAGE, IOVA_SRC, RW));
+	fill(buf, PAGE, 10);
+	memset(buf + PAGE, 0, PAGE);
+	ASSERT_EQ(0, edu_dma(&e0, IOVA_SRC, EDU_BUF, PAGE, 0));
+	ASSERT_EQ(0, edu_dma(&e1, IOVA_SRC, EDU_BUF, PAGE, 0));
+	ASSERT_EQ(0, edu_dma(&e1, EDU_BUF, IOVA_SRC + PAGE, PAGE, 1));
+	EXPECT_EQ(0, memcmp(buf, buf + PAGE, PAGE));
+	close(a);
+	close(b);
+	munmap(buf, 2 * PAGE);
+	edu_teardown(&e0);
+	edu_teardown(&e1);
+}
+
+/*
+ * A privileged parent binds and attaches, then hands the fd to a child that
+ * drops every privilege and has a small RLIMIT_MEMLOCK: it can map and unmap
+ * within the limit, not beyond, and cannot bind.
+ */
+TEST(unprivileged_holder_of_the_fd)
+{
+	struct edu e = { 0 };
+	int fd = open("/dev/ioasid", O_RDWR);
+	__u32 dev, ioasid;
+	long pins0 = pins();
+	pid_t pid;
+	int status;
+	NEED_DMA_TRANSLATION();
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, edu_setup(&e, "0000:00:05.0"));
+	ASSERT_EQ(0, bind_dev(fd, &e, &dev, NULL));
+	ASSERT_EQ(0, alloc_ioasid(fd, &ioasid));
+	ASSERT_EQ(0, attach(fd, dev, ioasid));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct rlimit lim = { 16 * PAGE, 16 * PAGE };
+		uint8_t *buf = mmap(NULL, 32 * PAGE, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		__u32 x;
+		long lck;
+
+		if (buf == MAP_FAILED || setrlimit(RLIMIT_MEMLOCK, &lim) ||
+		    setgid(65534) || setuid(65534))
+			_exit(10);
+		memset(buf, 1, 32 * PAGE);
+		if (map_at(fd, ioasid, buf, 16 * PAGE, IOVA_SRC, RW))
+			_exit(11);
+		lck = vmlck();
+		/* One page more than the limit allows: refused, nothing pinned. */
+		if (map_at(fd, ioasid, buf + 16 * PAGE, PAGE, IOVA_DST, RW) != -ENOMEM)
+			_exit(12);
+		if (vmlck() != lck || lck != 64)
+			_exit(13);
+		if (unmap(fd, ioasid, IOVA_SRC, 16 * PAGE, NULL) || vmlck() != 0)
+			_exit(14);
+		if (map_at(fd, ioasid, buf + 16 * PAGE, PAGE, IOVA_DST, RW))
+			_exit(15);
+		/* No CAP_SYS_ADMIN: no binding. */
+		if (bind_dev(fd, &e, &x, NULL) != -EPERM)
+			_exit(16);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	/* 10 setup, 11 map, 12 over-limit map not ENOMEM, 13 VmLck, 14 unmap, 15 remap, 16 bind */
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	/* The child's mapping is still there (the context is the parent's fd): one page. */
+	EXPECT_EQ(pins0 + 1, pins());
+	close(fd);
+	EXPECT_EQ(pins0, pins());
+	edu_teardown(&e);
+}
+
+TEST(close_and_kill_unpin_everything)
+{
+	long pins0 = pins();
+	struct edu e = { 0 };
+	int status, pipefd[2], fd;
+	__u32 dev;
+	pid_t pid;
+	char c;
+	NEED_DMA_TRANSLATION();
+
+	/* A process killed while it maps in a loop. */
+	ASSERT_EQ(0, pipe(pipefd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct edu e = { 0 };
+		int fd = open("/dev/ioasid", O_RDWR);
+		uint8_t *buf = mmap(NULL, 256 * PAGE, PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		__u32 dev, ioasid;
+
+		if (fd < 0 || buf == MAP_FAILED || edu_setup(&e, "0000:00:05.0") ||
+		    bind_dev(fd, &e, &dev, NULL) || alloc_ioasid(fd, &ioasid) ||
+		    attach(fd, dev, ioasid))
+			_exit(1);
+		memset(buf, 1, 256 * PAGE);
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		for (;;) {
+			for (int i = 0; i < 256; i++)
+				map_at(fd, ioasid, buf + i * PAGE, PAGE, IOVA_SRC + i * PAGE, RW);
+			for (int i = 0; i < 256; i++)
+				unmap(fd, ioasid, IOVA_SRC + i * PAGE, PAGE, NULL);
+		}
+	}
+	ASSERT_EQ(1, read(pipefd[0], &c, 1));
+	usleep(300000);
+	EXPECT_LT(pins0, pins()) TH_LOG("the child was mapping: pages were pinned");
+	kill(pid, SIGKILL);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFSIGNALED(status));
+	/* Everything it pinned was unpinned, and its device is free again. */
+	EXPECT_EQ(pins0, pins());
+	fd = open("/dev/ioasid", O_RDWR);
+	ASSERT_EQ(0, edu_setup(&e, "0000:00:05.0"));
+	EXPECT_EQ(0, bind_dev(fd, &e, &dev, NULL));
+	close(fd);
+	edu_teardown(&e);
+}
+
+TEST_HARNESS_MAIN

@@ -27,11 +27,10 @@
 
 #include <linux/ioasid.h>
 
+#include "edu.h"
 #include "kselftest_harness.h"
 
 #define PAGE 4096
-#define EDU_BUF 0x40000		/* the device's own 4 KiB buffer */
-#define EDU_BUF_SIZE 4096
 
 /* IOVAs within the edu's default 28-bit DMA mask. */
 #define IOVA_SRC 0x100000
@@ -151,81 +150,6 @@ static int fault_logged(int fd)
 	}
 	close(fd);
 	return found;
-}
-
-/* --- the edu device ---------------------------------------------------- */
-
-struct edu {
-	unsigned int seg, bus, devfn;
-	char bdf[32];
-	volatile uint8_t *bar;
-};
-
-static int edu_setup(struct edu *e, const char *bdf)
-{
-	char path[128];
-	unsigned int dev, fn;
-	uint16_t cmd;
-	int fd;
-
-	snprintf(e->bdf, sizeof(e->bdf), "%s", bdf);
-	if (sscanf(bdf, "%x:%x:%x.%x", &e->seg, &e->bus, &dev, &fn) != 4)
-		return -1;
-	e->devfn = (dev << 3) | fn;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/enable", bdf);
-	fd = open(path, O_WRONLY);
-	if (fd < 0 || write(fd, "1", 1) != 1)
-		return -1;
-	close(fd);
-	/* Bus mastering and memory decoding in the command register. */
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
-	fd = open(path, O_RDWR);
-	if (fd < 0 || pread(fd, &cmd, 2, 4) != 2)
-		return -1;
-	cmd |= 0x6;
-	if (pwrite(fd, &cmd, 2, 4) != 2)
-		return -1;
-	close(fd);
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
-	fd = open(path, O_RDWR | O_SYNC);
-	if (fd < 0)
-		return -1;
-	e->bar = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	if (e->bar == MAP_FAILED)
-		return -1;
-	/* The identification register: 0xRRrr00ed. */
-	return (*(volatile uint32_t *)e->bar & 0xff) == 0xed ? 0 : -1;
-}
-
-static void edu_teardown(struct edu *e)
-{
-	if (e->bar && e->bar != MAP_FAILED)
-		munmap((void *)e->bar, 1 << 20);
-}
-
-/*
- * One DMA of the edu engine: to_ram = 0 reads RAM at src into the device
- * buffer at dst, to_ram = 1 writes the device buffer at src to RAM at dst.
- * Returns 0 when the engine finished.
- */
-static int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint32_t count, int to_ram)
-{
-	volatile uint64_t *reg = (volatile uint64_t *)(e->bar + 0x80);
-	struct timespec ts = { 0, 1000000 };
-
-	reg[0] = src;
-	reg[1] = dst;
-	reg[2] = count;
-	reg[3] = 1 | (to_ram ? 2 : 0);
-	for (int i = 0; i < 5000; i++) {
-		if (!(reg[3] & 1))
-			return 0;
-		nanosleep(&ts, NULL);
-	}
-	return -1;
 }
 
 /* RAM at IOVA src -> device buffer -> RAM at IOVA dst. */

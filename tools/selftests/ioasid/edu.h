@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * A user-space driver for QEMU's edu device (PCI 1234:11e8), whose DMA
+ * engine goes through the VM's IOMMU: used by the DMA kselftests and the
+ * demo. See QEMU's docs/specs/edu.rst. Root can drive it with no kernel
+ * driver: enable it through sysfs, set bus mastering in its config space,
+ * and mmap BAR0 through resource0.
+ */
+#ifndef IOASID_EDU_H
+#define IOASID_EDU_H
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EDU_BUF 0x40000		/* the device's own 4 KiB buffer */
+#define EDU_BUF_SIZE 4096
+
+struct edu {
+	unsigned int seg, bus, devfn;
+	char bdf[32];
+	volatile uint8_t *bar;
+};
+
+static inline int edu_setup(struct edu *e, const char *bdf)
+{
+	char path[128];
+	unsigned int dev, fn;
+	uint16_t cmd;
+	int fd;
+
+	snprintf(e->bdf, sizeof(e->bdf), "%s", bdf);
+	if (sscanf(bdf, "%x:%x:%x.%x", &e->seg, &e->bus, &dev, &fn) != 4)
+		return -1;
+	e->devfn = (dev << 3) | fn;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/enable", bdf);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		return -1;
+	close(fd);
+	/* Bus mastering and memory decoding in the command register. */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDWR);
+	if (fd < 0 || pread(fd, &cmd, 2, 4) != 2)
+		return -1;
+	cmd |= 0x6;
+	if (pwrite(fd, &cmd, 2, 4) != 2)
+		return -1;
+	close(fd);
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
+	fd = open(path, O_RDWR | O_SYNC);
+	if (fd < 0)
+		return -1;
+	e->bar = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (e->bar == MAP_FAILED)
+		return -1;
+	/* The identification register: 0xRRrr00ed. */
+	return (*(volatile uint32_t *)e->bar & 0xff) == 0xed ? 0 : -1;
+}
+
+static inline void edu_teardown(struct edu *e)
+{
+	if (e->bar && e->bar != MAP_FAILED)
+		munmap((void *)e->bar, 1 << 20);
+}
+
+/*
+ * One DMA of the edu engine: to_ram = 0 reads RAM at src into the device
+ * buffer at dst, to_ram = 1 writes the device buffer at src to RAM at dst.
+ * Returns 0 when the engine finished.
+ */
+static inline int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint32_t count, int to_ram)
+{
+	volatile uint64_t *reg = (volatile uint64_t *)(e->bar + 0x80);
+	struct timespec ts = { 0, 1000000 };
+
+	reg[0] = src;
+	reg[1] = dst;
+	reg[2] = count;
+	reg[3] = 1 | (to_ram ? 2 : 0);
+	for (int i = 0; i < 5000; i++) {
+		if (!(reg[3] & 1))
+			return 0;
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+#endif

@@ -239,17 +239,7 @@ impl DeviceTable {
     pub(crate) fn unbind(&self, ioasids: &IoasidTable, dev_id: u32) -> Result {
         let mut groups = self.groups.lock();
         let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
-        let pos = groups
-            .iter()
-            .position(|g| g.group.is(&dev.group))
-            .ok_or(ENOENT)?;
-        let g = &mut groups[pos];
-        // Not attached is fine here.
-        let _ = Self::detach_locked(ioasids, g, dev_id, &dev);
-        g.bound.retain(|d| *d != dev_id);
-        if g.bound.is_empty() {
-            let _ = groups.remove(pos);
-        }
+        Self::forget_locked(ioasids, &mut groups, dev_id, &dev);
         drop(dev);
         // The table's reference: dropping it (now or when a racing lookup lets go) releases the
         // DMA ownership, after the group was detached above.
@@ -260,15 +250,27 @@ impl DeviceTable {
     /// Unbinds every device (the context is going away).
     pub(crate) fn unbind_all(&self, ioasids: &IoasidTable) {
         while let Some((id, dev)) = self.devices.pop() {
-            let mut groups = self.groups.lock();
-            if let Some(pos) = groups.iter().position(|g| g.group.is(&dev.group)) {
-                let g = &mut groups[pos];
-                let _ = Self::detach_locked(ioasids, g, id, &dev);
-                g.bound.retain(|d| *d != id);
-                if g.bound.is_empty() {
-                    let _ = groups.remove(pos);
-                }
-            }
+            Self::forget_locked(ioasids, &mut self.groups.lock(), id, &dev);
+            // `dev`, dropped here, releases the DMA ownership after the detach.
+        }
+    }
+
+    /// Detaches device `dev_id` if it is attached and removes it from its group's bookkeeping.
+    fn forget_locked(
+        ioasids: &IoasidTable,
+        groups: &mut KVec<ContextGroup>,
+        dev_id: u32,
+        dev: &Device,
+    ) {
+        let Some(pos) = groups.iter().position(|g| g.group.is(&dev.group)) else {
+            return;
+        };
+        let g = &mut groups[pos];
+        // Not attached is fine here.
+        let _ = Self::detach_locked(ioasids, g, dev_id, dev);
+        g.bound.retain(|d| *d != dev_id);
+        if g.bound.is_empty() {
+            let _ = groups.remove(pos);
         }
     }
 

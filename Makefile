@@ -4,6 +4,7 @@
 #
 #   make check          set up everything, build, lint, run all tests in the VM
 #   make run            set up everything, boot the VM and run the demo
+#   make bench          set up everything, boot the VM and run the map/unmap benchmark
 #   make lint           rustfmt (kernel .rustfmt.toml) + CLIPPY=1 build, no warnings allowed
 #   make                build ioasid.ko against KDIR (default: the cached test kernel)
 #   make KDIR=/lib/modules/$(uname -r)/build   build against your own Rust-enabled kernel
@@ -26,12 +27,12 @@ KDIR_DEP :=
 KDIR_CMD = $(KDIR)
 endif
 
-.PHONY: all modules toolchain kernel lint selftests check run clean help
+.PHONY: all modules toolchain kernel lint selftests check run bench clean help
 
 all: modules
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 toolchain:
 	$(SCRIPTS)/toolchain.sh
@@ -53,6 +54,9 @@ check:
 
 run:
 	$(SCRIPTS)/run.sh
+
+bench:
+	MODE=bench $(SCRIPTS)/run.sh
 
 clean:
 	@if [ -n "$(KDIR)" ] || [ -f "$$($(SCRIPTS)/kernel.sh --dir 2>/dev/null)/.complete" ]; then \

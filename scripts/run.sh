@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make run`: the same set-up as `make check`, then boot the VM with the
-# module loaded, run the demo (its output appears here) and power off.
-# Exits non-zero if the kernel log shows an oops, WARNING, leak, etc.
+# `make run` (MODE=run) or `make bench` (MODE=bench): the same set-up as
+# `make check`, then boot the VM with the module loaded, run the demo or the
+# benchmark (its output appears here) and power off. Exits non-zero if the
+# kernel log shows an oops, WARNING, leak, etc.
 
 . "$(dirname "$0")/common.sh"
 
@@ -15,13 +16,14 @@ make -s -C "$KOUT" M="$IOASID_REPO" modules
 "$IOASID_REPO/scripts/selftests.sh"
 
 BUILD=$IOASID_REPO/build/$IOASID_ARCH
-LOGDIR=$BUILD/logs/run-${IOMMU:-intel}
-IOASID_LOGDIR=$LOGDIR "$IOASID_REPO/scripts/vm.sh" run
+MODE=${MODE:-run}
+LOGDIR=$BUILD/logs/$MODE-${IOMMU:-intel}
+IOASID_LOGDIR=$LOGDIR "$IOASID_REPO/scripts/vm.sh" "$MODE"
 RESULTS=$BUILD/run-results.txt
 : >"$RESULTS"
 python3 "$IOASID_REPO/scripts/results.py" "$LOGDIR" "$IOASID_ARCH/${IOMMU:-intel}" "$RESULTS" >/dev/null
 if grep -q '^FAIL' "$RESULTS"; then
 	grep '^FAIL' "$RESULTS"
-	die "the demo run was not clean; logs in $LOGDIR"
+	die "the $MODE run was not clean; logs in $LOGDIR"
 fi
-log "demo finished cleanly; full logs in $LOGDIR"
+log "$MODE finished cleanly; full logs in $LOGDIR"

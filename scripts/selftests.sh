@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Build the kselftests and the demo program, static, for $ARCH, into
+# Build the kselftests, the demo and the benchmark, static, for $ARCH, into
 # build/$ARCH/bin/ (which scripts/vm.sh copies into the guest).
 
 . "$(dirname "$0")/common.sh"
@@ -14,3 +14,4 @@ M32=0
 [ "$IOASID_ARCH" = x86_64 ] && M32=1
 make -s -C "$IOASID_REPO/tools/selftests/ioasid" KSRC="$KSRC" OUTPUT="$OUT" CC="${CROSS_COMPILE}gcc" M32=$M32
 make -s -C "$IOASID_REPO/tools/demo" OUTPUT="$OUT" CC="${CROSS_COMPILE}gcc"
+make -s -C "$IOASID_REPO/tools/bench" KSRC="$KSRC" OUTPUT="$OUT" CC="${CROSS_COMPILE}gcc"

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Boot the test kernel in QEMU behind an emulated IOMMU, load ioasid.ko and
-# run the tests (MODE=check) or the demo (MODE=run), then power off.
+# run the tests (check), the demo (run) or the benchmark (bench), then power
+# off.
 #
-# Usage: vm.sh check|run
+# Usage: vm.sh check|run|bench
 #
 # Environment: ARCH (x86_64), IOMMU (intel|amd|virtio), KVM=1 to use KVM
 # instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR.
@@ -88,10 +89,11 @@ fi
 out "IOASID-END vm setup rc=0"
 
 if [ "$MODE" = run ]; then
-	for t in /tests/ioasid_demo; do
-		kmsg "demo $t"
-		"$t" >&3 2>&3
-	done
+	kmsg "demo"
+	/tests/ioasid_demo >&3 2>&3
+elif [ "$MODE" = bench ]; then
+	kmsg "bench"
+	/tests/ioasid_bench >&3 2>&3
 else
 	for t in /tests/*_test; do
 		name=${t##*/}
@@ -197,8 +199,8 @@ esac
 
 CONSOLE_LOG=$LOGDIR/console.log
 TESTS_LOG=$LOGDIR/tests.log
-if [ "$MODE" = run ]; then
-	# The demo's output appears live on stdout (and in tests.log).
+if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
+	# The demo's or the benchmark's output appears live on stdout (and in tests.log).
 	TESTS_CHARDEV=(-chardev stdio,id=tests,logfile="$TESTS_LOG",signal=off)
 else
 	TESTS_CHARDEV=(-chardev file,id=tests,path="$TESTS_LOG")

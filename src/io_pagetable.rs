@@ -8,16 +8,146 @@
 //! region of the devices attached. With no device attached every IOVA is usable: the constraints
 //! are checked again when a device attaches.
 //!
-//! Physically contiguous runs of pinned pages are mapped with one `iommu_map` call each, which
-//! uses the largest page sizes the domain supports for them (a 2 MiB huge page becomes one 2 MiB
-//! IOPTE). Unmapping flushes the IOTLB of every domain before the pages are unpinned.
+//! Physically contiguous runs of pinned pages are split into segments of one page size each, the
+//! way the IOMMU core's `iommu_pgsize()` does (the largest size the domain supports that the
+//! alignment of the IOVA and the physical address and the remaining length allow), and each
+//! segment is mapped with one `iommu_map` call: a 2 MiB huge page becomes one 2 MiB IOPTE. The
+//! IOPTEs in all domains are counted by page size in [`IOPTES`], which debugfs shows as
+//! `ioasid/iopte_counts`. Unmapping flushes the IOTLB of every domain before the pages are
+//! unpinned.
 
-use kernel::{page::PAGE_SIZE, prelude::*, rbtree::RBTree, sync::Arc};
+use core::fmt;
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc, //
+    },
+    time::{
+        Instant,
+        Monotonic, //
+    },
+};
 
 use crate::{
     iommu::Domain,
     pages::PinnedPages, //
 };
+
+/// The IOPTEs in the domains of all IOASIDs, by page size: 4 KiB, 2 MiB, 1 GiB, any other.
+pub(crate) static IOPTES: [Atomic<u64>; 4] = [
+    Atomic::new(0),
+    Atomic::new(0),
+    Atomic::new(0),
+    Atomic::new(0),
+];
+
+fn iopte_bucket(pgsize: u64) -> usize {
+    match pgsize {
+        0x1000 => 0,
+        0x20_0000 => 1,
+        0x4000_0000 => 2,
+        _ => 3,
+    }
+}
+
+/// What the debugfs file `ioasid/iopte_counts` shows: [`IOPTES`].
+pub(crate) struct IopteCounts;
+
+impl fmt::Debug for IopteCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "4K: {}\n2M: {}\n1G: {}\nother: {}",
+            IOPTES[0].load(Relaxed),
+            IOPTES[1].load(Relaxed),
+            IOPTES[2].load(Relaxed),
+            IOPTES[3].load(Relaxed)
+        )
+    }
+}
+
+/// Time spent in the IOMMU core for all IOASIDs: `iommu_map` calls and nanoseconds, then
+/// `iommu_unmap` calls and nanoseconds. Shown by debugfs as `ioasid/iommu_time`, so that a
+/// benchmark can tell the cost of the IOMMU driver from the cost of the ioctls around it.
+pub(crate) static IOMMU_TIME: [Atomic<u64>; 4] = [
+    Atomic::new(0),
+    Atomic::new(0),
+    Atomic::new(0),
+    Atomic::new(0),
+];
+
+/// What the debugfs file `ioasid/iommu_time` shows: [`IOMMU_TIME`].
+pub(crate) struct IommuTime;
+
+impl fmt::Debug for IommuTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "iommu_map: {} calls {} ns\niommu_unmap: {} calls {} ns",
+            IOMMU_TIME[0].load(Relaxed),
+            IOMMU_TIME[1].load(Relaxed),
+            IOMMU_TIME[2].load(Relaxed),
+            IOMMU_TIME[3].load(Relaxed)
+        )
+    }
+}
+
+/// Runs `f`, adding one call and its duration to `IOMMU_TIME[slot..slot + 2]`.
+fn timed<T>(slot: usize, f: impl FnOnce() -> T) -> T {
+    let start = Instant::<Monotonic>::now();
+    let ret = f();
+    let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+    IOMMU_TIME[slot].fetch_add(1, Relaxed);
+    IOMMU_TIME[slot + 1].fetch_add(ns, Relaxed);
+    ret
+}
+
+/// Mask of the bits `0..=bit`.
+fn bits_upto(bit: u32) -> u64 {
+    if bit >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (bit + 1)) - 1
+    }
+}
+
+/// The first segment of mapping `size` bytes at `iova` to `paddr` in a domain with page sizes
+/// `bitmap`, as `iommu_pgsize()` splits it: `(page size, count)`. `None` if no page size fits.
+fn segment(iova: u64, paddr: u64, size: u64, bitmap: u64) -> Option<(u64, u64)> {
+    // Page sizes no larger than the size, and that both addresses are aligned to.
+    let mut sizes = bitmap & bits_upto(63 - size.leading_zeros());
+    let merged = iova | paddr;
+    if merged != 0 {
+        sizes &= bits_upto(merged.trailing_zeros());
+    }
+    if sizes == 0 {
+        return None;
+    }
+    let idx = 63 - sizes.leading_zeros();
+    let pgsize = 1u64 << idx;
+    let mut len = size;
+    // Stop where the next larger page size could take over.
+    let larger = bitmap & !bits_upto(idx);
+    if larger != 0 {
+        let next = 1u64 << larger.trailing_zeros();
+        if (iova ^ paddr) & (next - 1) == 0 {
+            let offset = next - (merged & (next - 1));
+            if offset.checked_add(next).is_some_and(|end| end <= size) {
+                len = offset;
+            }
+        }
+    }
+    Some((pgsize, len >> idx))
+}
 
 /// One mapping made by user space.
 struct Area {
@@ -165,6 +295,8 @@ impl IoPageTable {
             }
         };
 
+        // Allocated first, so that inserting the area cannot fail once it is mapped.
+        let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let npages = usize::try_from(length / page)?;
         let pages = PinnedPages::pin(user_va, npages, prot & crate::iommu::PROT_WRITE != 0)?;
         let area = Area {
@@ -175,24 +307,13 @@ impl IoPageTable {
         for (i, domain) in self.domains.iter().enumerate() {
             if let Err(e) = map_area(domain, iova, &area) {
                 for d in &self.domains[..i] {
-                    d.unmap(iova, length as usize);
+                    unmap_area(d, iova, &area, length);
                 }
                 return Err(e);
             }
         }
-        let node = kernel::rbtree::RBTreeNode::new(iova, area, GFP_KERNEL_ACCOUNT);
-        match node {
-            Ok(node) => {
-                self.areas.insert(node);
-                Ok(iova)
-            }
-            Err(e) => {
-                for d in &self.domains {
-                    d.unmap(iova, length as usize);
-                }
-                Err(e)
-            }
-        }
+        self.areas.insert(node.into_node(iova, area));
+        Ok(iova)
     }
 
     /// Unmaps every area inside `[iova, iova + length)` and returns the bytes unmapped.
@@ -246,7 +367,7 @@ impl IoPageTable {
     /// IOTLB flush), then unpins its pages.
     fn drop_area(&self, start: u64, area: Area) {
         for d in &self.domains {
-            d.unmap(start, area.length as usize);
+            unmap_area(d, start, &area, area.length);
         }
         drop(area);
     }
@@ -272,23 +393,40 @@ impl IoPageTable {
 
     /// Adds `domain`, mapping every existing area into it.
     pub(crate) fn add_domain(&mut self, domain: Arc<Domain>) -> Result {
-        let mut done = KVec::new();
+        let mut result = Ok(());
         for (&start, area) in self.areas.iter() {
             if let Err(e) = map_area(&domain, start, area) {
-                for (s, len) in done {
-                    domain.unmap(s, len);
-                }
-                return Err(e);
+                result = Err(e);
+                break;
             }
-            done.push((start, area.length as usize), GFP_KERNEL)?;
         }
-        self.domains.push(domain, GFP_KERNEL_ACCOUNT)?;
-        Ok(())
+        if result.is_ok() {
+            result = self
+                .domains
+                .push(domain.clone(), GFP_KERNEL_ACCOUNT)
+                .map_err(Into::into);
+        }
+        if result.is_err() {
+            self.unmap_domain(&domain);
+        }
+        result
     }
 
-    /// Removes `domain`; its mappings go with it when it is freed.
+    /// Removes `domain`, unmapping every area from it.
     pub(crate) fn remove_domain(&mut self, domain: &Arc<Domain>) {
         self.domains.retain(|d| !Arc::ptr_eq(d, domain));
+        self.unmap_domain(domain);
+    }
+
+    /// Unmaps from `domain` every area that is mapped in it (all of them; or, after a failed
+    /// replay, those before the failure: `iommu_unmap` of what is not mapped does nothing).
+    fn unmap_domain(&self, domain: &Domain) {
+        for (&start, area) in self.areas.iter() {
+            if domain.iova_to_phys(start) == 0 {
+                continue;
+            }
+            unmap_area(domain, start, area, area.length);
+        }
     }
 
     /// Replaces the reserved regions (those of every device attached).
@@ -341,26 +479,76 @@ impl Drop for IoPageTable {
     }
 }
 
-/// Maps `area` at `iova` into `domain`, one `iommu_map` per physically contiguous run of pages.
-/// On failure nothing of the area stays mapped in `domain`.
-fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
+/// Calls `f(iova, paddr, pgsize, count)` for every segment of `area` mapped at `iova` in a
+/// domain with page sizes `bitmap`, in order, up to `limit` bytes of the area; stops at the
+/// first error.
+fn map_segments(
+    iova: u64,
+    area: &Area,
+    bitmap: u64,
+    limit: u64,
+    mut f: impl FnMut(u64, u64, u64, u64) -> Result,
+) -> Result {
     let page = PAGE_SIZE as u64;
     let n = area.pages.len();
     let mut i = 0;
-    while i < n {
+    while i < n && (i as u64) * page < limit {
+        // A physically contiguous run of pages...
         let start = area.pages.phys(i);
         let mut j = i + 1;
         while j < n && area.pages.phys(j) == start + (j - i) as u64 * page {
             j += 1;
         }
-        let run_iova = iova + i as u64 * page;
-        if let Err(e) = domain.map(run_iova, start, (j - i) * PAGE_SIZE, area.prot) {
-            if i > 0 {
-                domain.unmap(iova, i * PAGE_SIZE);
-            }
-            return Err(e);
+        // ...split into segments of one page size each.
+        let run = (j - i) as u64 * page;
+        let mut off = 0;
+        while off < run {
+            let (pgsize, count) =
+                segment(iova + i as u64 * page + off, start + off, run - off, bitmap)
+                    .ok_or(EINVAL)?;
+            f(iova + i as u64 * page + off, start + off, pgsize, count)?;
+            off += pgsize * count;
         }
         i = j;
     }
     Ok(())
+}
+
+/// Maps `area` at `iova` into `domain`, one `iommu_map` per segment, counting the IOPTEs. On
+/// failure nothing of the area stays mapped in `domain`.
+fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
+    let mut mapped = 0;
+    let ret = map_segments(
+        iova,
+        area,
+        domain.pgsize_bitmap(),
+        area.length,
+        |va, pa, pg, count| {
+            let len = usize::try_from(pg * count)?;
+            timed(0, || domain.map(va, pa, len, area.prot))?;
+            IOPTES[iopte_bucket(pg)].fetch_add(count, Relaxed);
+            mapped += pg * count;
+            Ok(())
+        },
+    );
+    if ret.is_err() && mapped > 0 {
+        unmap_area(domain, iova, area, mapped);
+    }
+    ret
+}
+
+/// Unmaps the first `length` bytes of `area` (mapped at `iova`) from `domain`, flushing the
+/// IOTLB, and uncounts their IOPTEs.
+fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) {
+    timed(2, || domain.unmap(iova, length as usize));
+    let _ = map_segments(
+        iova,
+        area,
+        domain.pgsize_bitmap(),
+        length,
+        |_, _, pg, count| {
+            IOPTES[iopte_bucket(pg)].fetch_sub(count, Relaxed);
+            Ok(())
+        },
+    );
 }

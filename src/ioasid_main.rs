@@ -12,6 +12,10 @@
 //! [`Context`]: context::Context
 
 use kernel::{
+    debugfs::{
+        Dir,
+        File, //
+    },
     miscdevice::{
         MiscDeviceOptions,
         MiscDeviceRegistration, //
@@ -37,11 +41,19 @@ module! {
     license: "GPL",
 }
 
-/// The module: owns the `/dev/ioasid` registration for as long as it is loaded.
+/// The module: owns the `/dev/ioasid` registration and the debugfs files for as long as it is
+/// loaded.
 #[pin_data]
 struct IoasidModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<context::Context>,
+    /// `ioasid/iopte_counts`: the IOPTEs in all domains, by page size.
+    #[pin]
+    _iopte_counts: File<io_pagetable::IopteCounts>,
+    /// `ioasid/iommu_time`: the time spent in `iommu_map` and `iommu_unmap`.
+    #[pin]
+    _iommu_time: File<io_pagetable::IommuTime>,
+    _debugfs: Dir,
 }
 
 impl kernel::InPlaceModule for IoasidModule {
@@ -50,8 +62,13 @@ impl kernel::InPlaceModule for IoasidModule {
         // administrator grants it to others.
         let options = MiscDeviceOptions { name: c"ioasid" };
 
+        let debugfs = Dir::new(c"ioasid");
+
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(options),
+            _iopte_counts <- debugfs.read_only_file(c"iopte_counts", io_pagetable::IopteCounts),
+            _iommu_time <- debugfs.read_only_file(c"iommu_time", io_pagetable::IommuTime),
+            _debugfs: debugfs,
         })
     }
 }

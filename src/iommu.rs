@@ -19,7 +19,13 @@ use core::ptr::{
     null_mut,
     NonNull, //
 };
-use kernel::{bindings, error::from_err_ptr, ffi::c_void, prelude::*, sync::Arc};
+use kernel::{
+    bindings,
+    error::from_err_ptr,
+    ffi::c_void,
+    prelude::*,
+    sync::Arc, //
+};
 
 extern "C" {
     fn ioasid_init_list_head(list: *mut bindings::list_head);
@@ -278,6 +284,12 @@ impl Domain {
         // SAFETY: `ptr` is a valid paging domain (type invariant). `iommu_unmap` waits for the
         // IOTLB invalidation.
         unsafe { bindings::iommu_unmap(self.ptr.as_ptr(), iova, size) }
+    }
+
+    /// The physical address `iova` is mapped to, or 0 if it is not mapped.
+    pub(crate) fn iova_to_phys(&self, iova: u64) -> u64 {
+        // SAFETY: `ptr` is a valid paging domain (type invariant); this only reads its tables.
+        unsafe { bindings::iommu_iova_to_phys(self.ptr.as_ptr(), iova) }
     }
 
     /// Attaches `group` to the domain. The group's DMA must be owned by the caller.

@@ -528,6 +528,69 @@ TEST_F(dma, bad_map_requests_leave_nothing_behind)
 	EXPECT_EQ(lck0, vmlck());
 }
 
+/* The IOPTE counts the module shows in debugfs: 4 KiB and 2 MiB. */
+static int iopte_counts(long *k4, long *m2)
+{
+	FILE *f = fopen("/sys/kernel/debug/ioasid/iopte_counts", "r");
+	char name[16];
+	long n;
+	int found = 0;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, " %15[^:]: %ld", name, &n) == 2) {
+		if (!strcmp(name, "4K"))
+			*k4 = n, found++;
+		if (!strcmp(name, "2M"))
+			*m2 = n, found++;
+	}
+	fclose(f);
+	return found == 2 ? 0 : -1;
+}
+
+#define HUGE (2ul << 20)
+
+TEST_F(dma, huge_page_maps_as_one_2m_iopte)
+{
+	long k4, m2, k4_0, m2_0;
+	uint8_t *huge;
+	int fd;
+
+	fd = open("/proc/sys/vm/nr_hugepages", O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1, write(fd, "4", 1));
+	close(fd);
+	huge = mmap(NULL, HUGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	ASSERT_TRUE(huge != MAP_FAILED);
+	memset(huge, 0, HUGE);
+	ASSERT_EQ(0, iopte_counts(&k4_0, &m2_0));
+
+	/* 2 MiB-aligned IOVA and physical address: one 2 MiB IOPTE, no 4 KiB ones. */
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, huge, HUGE, 0x400000, RW));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(m2_0 + 1, m2);
+	EXPECT_EQ(k4_0, k4);
+	/* And it works: DMA from its start to its second half. */
+	fill(huge, PAGE, 11);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, 0x400000, 0x400000 + HUGE / 2, 0, PAGE));
+	EXPECT_EQ(0, memcmp(huge, huge + HUGE / 2, PAGE));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, 0x400000, HUGE, NULL));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(m2_0, m2);
+	EXPECT_EQ(k4_0, k4);
+
+	/* At an IOVA that is only 4 KiB aligned, the same page takes 512 4 KiB IOPTEs. */
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, huge, HUGE, 0x801000, RW));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(m2_0, m2);
+	EXPECT_EQ(k4_0 + 512, k4);
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, 0x801000, HUGE, NULL));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(k4_0, k4);
+	munmap(huge, HUGE);
+}
+
 /* --- ownership, groups, privilege ---------------------------------------- */
 
 TEST(bind_refusals)

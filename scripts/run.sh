@@ -22,6 +22,9 @@ IOASID_LOGDIR=$LOGDIR "$IOASID_REPO/scripts/vm.sh" "$MODE"
 RESULTS=$BUILD/run-results.txt
 : >"$RESULTS"
 python3 "$IOASID_REPO/scripts/results.py" "$LOGDIR" "$IOASID_ARCH/${IOMMU:-intel}" "$RESULTS" >/dev/null
+if ! tr -d '\r' <"$LOGDIR/tests.log" | grep -q "^IOASID-PROGRAM $MODE rc=0"; then
+	echo "FAIL [$IOASID_ARCH/${IOMMU:-intel}] $MODE: the program failed" >>"$RESULTS"
+fi
 if grep -q '^FAIL' "$RESULTS"; then
 	grep '^FAIL' "$RESULTS"
 	die "the $MODE run was not clean; logs in $LOGDIR"

@@ -90,7 +90,8 @@ impl DeviceTable {
     /// Binds the PCI device `segment:bus:devfn` to the context whose address is `owner`, and
     /// returns its device ID.
     ///
-    /// Errors: `EPERM` without `CAP_SYS_ADMIN`; `ENODEV` if there is no such device or it is not
+    /// Errors: `EPERM` without `CAP_SYS_ADMIN`, or if the IOMMU cannot isolate the device's MSIs
+    /// and the `allow_unsafe_interrupts` parameter is not set; `ENODEV` if there is no such device or it is not
     /// behind an IOMMU; `EEXIST` if it is already bound in this context; `EBUSY` if a kernel
     /// driver uses it or a device of its group, or another context owns its group.
     pub(crate) fn bind(
@@ -105,6 +106,11 @@ impl DeviceTable {
         }
         let pdev = PciDev::get(segment, bus, devfn).ok_or(ENODEV)?;
         let group = pdev.group().ok_or(ENODEV)?;
+        // Without interrupt remapping, the device's DMA could write MSI messages and raise any
+        // interrupt: refused unless the administrator said otherwise.
+        if !group.has_isolated_msi() && !crate::module_parameters::allow_unsafe_interrupts.value() {
+            return Err(EPERM);
+        }
         let mut groups = self.groups.lock();
         if let Some(g) = groups.iter().find(|g| g.group.is(&group)) {
             for &id in g.bound.iter() {

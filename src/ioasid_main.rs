@@ -39,6 +39,14 @@ module! {
     authors: ["The ioasid developers"],
     description: "/dev/ioasid: I/O address spaces owned by user space",
     license: "GPL",
+    params: {
+        allow_unsafe_interrupts: bool {
+            default: false,
+            description: "Bind devices whose MSIs the IOMMU cannot isolate (no interrupt \
+                remapping). A device owned by user space could then raise arbitrary \
+                interrupts: only for systems whose users are trusted.",
+        },
+    },
 }
 
 /// The module: owns the `/dev/ioasid` registration and the debugfs files for as long as it is

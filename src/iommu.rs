@@ -191,6 +191,13 @@ impl Group {
         u32::try_from(id).unwrap_or(u32::MAX)
     }
 
+    /// Whether the IOMMU isolates the MSIs of the group's devices (interrupt remapping), so
+    /// that their DMA cannot forge interrupts.
+    pub(crate) fn has_isolated_msi(&self) -> bool {
+        // SAFETY: `ptr` is valid (type invariant).
+        unsafe { bindings::iommu_group_has_isolated_msi(self.ptr.as_ptr()) }
+    }
+
     /// Whether `self` and `other` are the same group.
     pub(crate) fn is(&self, other: &Group) -> bool {
         self.ptr == other.ptr

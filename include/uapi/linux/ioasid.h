@@ -167,7 +167,9 @@ struct ioasid_free {
  * Needs CAP_SYS_ADMIN at call time.
  *
  * Errors: the common ones, and
- *  EPERM: the caller lacks CAP_SYS_ADMIN.
+ *  EPERM: the caller lacks CAP_SYS_ADMIN; or the IOMMU cannot isolate the
+ *	device's MSIs (no interrupt remapping) and the module was not loaded
+ *	with allow_unsafe_interrupts=1.
  *  ENODEV: there is no such PCI device, or it is not behind an IOMMU.
  *  EEXIST: the device is already bound in this context.
  *  EBUSY: a kernel driver is bound to the device or uses a device of its

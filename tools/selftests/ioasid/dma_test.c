@@ -626,6 +626,28 @@ TEST(bind_refusals)
 	edu_teardown(&e);
 }
 
+/*
+ * Without interrupt remapping (the runner's amd and virtio-iommu VMs) a
+ * device's DMA could forge MSIs: binding is refused unless the module was
+ * loaded with allow_unsafe_interrupts=1. The runner runs this test alone,
+ * before it reloads the module with that parameter.
+ */
+TEST(unisolated_msi_is_refused)
+{
+	struct edu e = { 0 };
+	__u32 dev;
+	int fd;
+
+	if (!getenv("IOASID_EXPECT_MSI_REFUSAL"))
+		SKIP(return, "run by the VM runner where MSIs are not isolated");
+	fd = open("/dev/ioasid", O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, edu_setup(&e, "0000:00:05.0"));
+	EXPECT_EQ(-EPERM, bind_dev(fd, &e, &dev, NULL));
+	close(fd);
+	edu_teardown(&e);
+}
+
 TEST(multi_function_group_is_one_unit)
 {
 	struct edu f0 = { 0 }, f1 = { 0 };

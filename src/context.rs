@@ -52,6 +52,7 @@ use crate::{
         ioasid_device_attach,
         ioasid_device_bind,
         ioasid_device_detach,
+        ioasid_device_info,
         ioasid_device_unbind,
         ioasid_free,
         ioasid_info,
@@ -188,6 +189,31 @@ impl Context {
         Ok(0)
     }
 
+    /// `IOASID_DEVICE_GET_INFO`: what the device's IOMMU offers it.
+    fn device_info(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_device_info>::read(arg)?;
+        let cap = (cmd.num_regions as usize).min(uapi::IOASID_ARGSZ_MAX as usize / 16);
+        let mut regions = KVec::new();
+        let info = self.devices.info(cmd.dev_id, &mut regions, cap)?;
+        write_ranges(cmd.regions_uptr, &regions)?;
+        let fits = info.num_regions <= cmd.num_regions as usize;
+        cmd.num_regions = u32::try_from(info.num_regions)?;
+        cmd.out_pgsize_bitmap = info.pgsize_bitmap;
+        (cmd.out_aperture_start, cmd.out_aperture_last) = info.aperture;
+        cmd.out_capabilities = 0;
+        if info.cache_coherent {
+            cmd.out_capabilities |= u64::from(uapi::IOASID_DEVICE_CAP_CACHE_COHERENCY);
+        }
+        if info.isolated_msi {
+            cmd.out_capabilities |= u64::from(uapi::IOASID_DEVICE_CAP_ISOLATED_MSI);
+        }
+        uarg.write(&cmd)?;
+        if !fits {
+            return Err(EMSGSIZE);
+        }
+        Ok(0)
+    }
+
     /// `IOASID_MAP`: pins user memory and maps it into an IOASID.
     fn map(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_map>::read(arg)?;
@@ -236,14 +262,7 @@ impl Context {
         let cap = (cmd.num_ranges as usize).min(uapi::IOASID_ARGSZ_MAX as usize / 16);
         let mut ranges = KVec::new();
         let (count, pgsizes) = ioasid.ranges(&mut ranges, cap)?;
-        let mut writer = UserSlice::new(
-            UserPtr::from_addr(usize::try_from(cmd.ranges_uptr)?),
-            ranges.len() * core::mem::size_of::<ioasid_iova_range>(),
-        )
-        .writer();
-        for &(start, last) in ranges.iter() {
-            writer.write_slice(ioasid_iova_range { start, last }.as_bytes())?;
-        }
+        write_ranges(cmd.ranges_uptr, &ranges)?;
         let fits = count <= cmd.num_ranges as usize;
         cmd.num_ranges = u32::try_from(count)?;
         cmd.out_pgsize_bitmap = pgsizes;
@@ -253,6 +272,19 @@ impl Context {
         }
         Ok(0)
     }
+}
+
+/// Writes `ranges` to user space at `uptr` as an array of `struct ioasid_iova_range`.
+fn write_ranges(uptr: u64, ranges: &[(u64, u64)]) -> Result {
+    let mut writer = UserSlice::new(
+        UserPtr::from_addr(usize::try_from(uptr)?),
+        ranges.len() * core::mem::size_of::<ioasid_iova_range>(),
+    )
+    .writer();
+    for &(start, last) in ranges {
+        writer.write_slice(ioasid_iova_range { start, last }.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[pinned_drop]
@@ -288,6 +320,7 @@ impl MiscDevice for Context {
             uapi::IOASID_MAP => ctx.map(arg),
             uapi::IOASID_UNMAP => ctx.unmap(arg),
             uapi::IOASID_IOVA_RANGES => ctx.iova_ranges(arg),
+            uapi::IOASID_DEVICE_GET_INFO => ctx.device_info(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -52,6 +52,15 @@ pub(crate) struct Device {
     _ownership: DmaOwnership,
 }
 
+/// What [`DeviceTable::info`] reports.
+pub(crate) struct DeviceInfo {
+    pub(crate) num_regions: usize,
+    pub(crate) pgsize_bitmap: u64,
+    pub(crate) aperture: (u64, u64),
+    pub(crate) cache_coherent: bool,
+    pub(crate) isolated_msi: bool,
+}
+
 /// The IOASID a group is attached to in this context.
 struct GroupIoasid {
     id: u32,
@@ -278,6 +287,30 @@ impl DeviceTable {
         if g.bound.is_empty() {
             let _ = groups.remove(pos);
         }
+    }
+
+    /// What the IOMMU offers device `dev_id`: its reserved regions (the first `max` to
+    /// `regions`; returns how many there are), page sizes, aperture and capabilities.
+    pub(crate) fn info(
+        &self,
+        dev_id: u32,
+        regions: &mut KVec<(u64, u64)>,
+        max: usize,
+    ) -> Result<DeviceInfo> {
+        let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
+        let reserved = dev.pdev.reserved_regions()?;
+        for &r in reserved.iter().take(max) {
+            regions.push(r, GFP_KERNEL)?;
+        }
+        // The page sizes and aperture are those of a paging domain for its IOMMU.
+        let domain = dev.pdev.alloc_domain()?;
+        Ok(DeviceInfo {
+            num_regions: reserved.len(),
+            pgsize_bitmap: domain.pgsize_bitmap(),
+            aperture: domain.aperture(),
+            cache_coherent: dev.pdev.cache_coherent(),
+            isolated_msi: dev.group.has_isolated_msi(),
+        })
     }
 
     /// The number of bound devices.

@@ -78,6 +78,17 @@ impl PciDev {
         NonNull::new(ptr).map(|ptr| Group { ptr })
     }
 
+    /// Whether the device's IOMMU keeps its DMA cache-coherent (`IOMMU_CAP_CACHE_COHERENCY`).
+    pub(crate) fn cache_coherent(&self) -> bool {
+        // SAFETY: `dev()` is valid; this only asks the IOMMU driver.
+        unsafe {
+            bindings::device_iommu_capable(
+                self.dev(),
+                bindings::iommu_cap_IOMMU_CAP_CACHE_COHERENCY,
+            )
+        }
+    }
+
     /// Claims the DMA ownership of the device for `owner`.
     ///
     /// Fails with `EBUSY` if a driver uses the device or its group, or if another owner has it.

@@ -35,6 +35,7 @@ pub(crate) use generated::{
     ioasid_device_attach,
     ioasid_device_bind,
     ioasid_device_detach,
+    ioasid_device_info,
     ioasid_device_unbind,
     ioasid_free,
     ioasid_info,
@@ -47,6 +48,8 @@ pub(crate) use generated::{
     IOASID_CAP_DEVICE,
     IOASID_CAP_DMA,
     IOASID_CAP_IOASID,
+    IOASID_DEVICE_CAP_CACHE_COHERENCY,
+    IOASID_DEVICE_CAP_ISOLATED_MSI,
     IOASID_ID_MAX,
     IOASID_MAP_FIXED_IOVA,
     IOASID_MAP_READ,
@@ -75,6 +78,9 @@ pub(crate) const IOASID_DEVICE_DETACH: u32 = _IO(IOASID_TYPE, generated::IOASID_
 pub(crate) const IOASID_MAP: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_MAP);
 /// `IOASID_UNMAP`.
 pub(crate) const IOASID_UNMAP: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_UNMAP);
+/// `IOASID_DEVICE_GET_INFO`.
+pub(crate) const IOASID_DEVICE_GET_INFO: u32 =
+    _IO(IOASID_TYPE, generated::IOASID_CMD_DEVICE_GET_INFO);
 /// `IOASID_IOVA_RANGES`.
 pub(crate) const IOASID_IOVA_RANGES: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_IOVA_RANGES);
 
@@ -246,6 +252,24 @@ user_struct!(
     reserved = [],
 );
 
+user_struct!(
+    ioasid_device_info,
+    fields = [
+        argsz,
+        flags,
+        dev_id,
+        num_regions,
+        regions_uptr,
+        out_pgsize_bitmap,
+        out_aperture_start,
+        out_aperture_last,
+        out_capabilities
+    ],
+    min_end = out_capabilities,
+    flags = 0,
+    reserved = [],
+);
+
 // SAFETY: two `u64`s, `#[repr(C)]`, no padding (checked below): every bit pattern is valid.
 unsafe impl FromBytes for ioasid_iova_range {}
 // SAFETY: as above: no padding, every byte initialised.
@@ -264,4 +288,5 @@ const _: () = {
     assert!(<ioasid_map as UserStruct>::MIN_SIZE == 40);
     assert!(<ioasid_unmap as UserStruct>::MIN_SIZE == 40);
     assert!(<ioasid_iova_ranges as UserStruct>::MIN_SIZE == 32);
+    assert!(<ioasid_device_info as UserStruct>::MIN_SIZE == 56);
 };

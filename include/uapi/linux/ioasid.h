@@ -64,13 +64,14 @@ enum {
 	IOASID_CMD_MAP = 0x07,
 	IOASID_CMD_UNMAP = 0x08,
 	IOASID_CMD_IOVA_RANGES = 0x09,
+	IOASID_CMD_DEVICE_GET_INFO = 0x0a,
 };
 
 /* Capabilities reported by IOASID_GET_INFO in out_capabilities. */
 enum ioasid_capability {
 	/* IOASID_ALLOC and IOASID_FREE. */
 	IOASID_CAP_IOASID = 1 << 0,
-	/* IOASID_DEVICE_BIND, _UNBIND, _ATTACH and _DETACH of PCI devices. */
+	/* IOASID_DEVICE_BIND, _UNBIND, _ATTACH, _DETACH and _GET_INFO. */
 	IOASID_CAP_DEVICE = 1 << 1,
 	/* IOASID_MAP, IOASID_UNMAP and IOASID_IOVA_RANGES. */
 	IOASID_CAP_DMA = 1 << 2,
@@ -383,5 +384,50 @@ struct ioasid_iova_ranges {
 	__aligned_u64 out_pgsize_bitmap;
 };
 #define IOASID_IOVA_RANGES	_IO(IOASID_TYPE, IOASID_CMD_IOVA_RANGES)
+
+/* IOMMU capabilities of a device, in ioasid_device_info.out_capabilities. */
+enum ioasid_device_capability {
+	/* The IOMMU keeps the device's DMA cache-coherent (IOMMU_CAP_CACHE_COHERENCY). */
+	IOASID_DEVICE_CAP_CACHE_COHERENCY = 1 << 0,
+	/* The IOMMU isolates the device's MSIs (interrupt remapping). */
+	IOASID_DEVICE_CAP_ISOLATED_MSI = 1 << 1,
+};
+
+/**
+ * struct ioasid_device_info - ioctl(IOASID_DEVICE_GET_INFO)
+ * @argsz: sizeof(struct ioasid_device_info); minimum 56
+ * @flags: no flags are defined; must be 0
+ * @dev_id: a device bound in this context
+ * @num_regions: in: how many struct ioasid_iova_range fit at @regions_uptr;
+ *	out: how many reserved regions the device has
+ * @regions_uptr: user address of an array of struct ioasid_iova_range: the
+ *	device's reserved IOVA regions (such as the MSI window), which no
+ *	IOASID it is attached to can map
+ * @out_pgsize_bitmap: the page sizes its IOMMU supports, one bit per size
+ * @out_aperture_start: the first IOVA its IOMMU can map
+ * @out_aperture_last: the last IOVA its IOMMU can map
+ * @out_capabilities: enum ioasid_device_capability
+ *
+ * Reports what the device's IOMMU offers it, before it is attached
+ * anywhere: what a VMM needs to lay out a guest's IOVA space.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @dev_id is not a device bound in this context.
+ *  EMSGSIZE: the device has more than @num_regions reserved regions; the
+ *	first @num_regions were written and @num_regions holds the total.
+ *  ENOMEM: out of memory.
+ */
+struct ioasid_device_info {
+	__u32 argsz;
+	__u32 flags;
+	__u32 dev_id;
+	__u32 num_regions;
+	__aligned_u64 regions_uptr;
+	__aligned_u64 out_pgsize_bitmap;
+	__aligned_u64 out_aperture_start;
+	__aligned_u64 out_aperture_last;
+	__aligned_u64 out_capabilities;
+};
+#define IOASID_DEVICE_GET_INFO	_IO(IOASID_TYPE, IOASID_CMD_DEVICE_GET_INFO)
 
 #endif /* _UAPI_LINUX_IOASID_H */

@@ -591,6 +591,68 @@ TEST_F(dma, huge_page_maps_as_one_2m_iopte)
 	munmap(huge, HUGE);
 }
 
+TEST_F(dma, device_info_matches_what_the_iommu_enforces)
+{
+	struct ioasid_iova_range regions[8];
+	struct ioasid_device_info info = {
+		.argsz = sizeof(info), .dev_id = self->dev, .num_regions = 8,
+		.regions_uptr = (uintptr_t)regions,
+	};
+	struct ioasid_iova_ranges r = { .argsz = sizeof(r), .ioasid = self->ioasid };
+	struct ioasid_iova_range ranges[8];
+	const char *model = getenv("IOASID_IOMMU");
+	int msi_window = 0;
+
+	ASSERT_EQ(0, xioctl(self->fd, IOASID_DEVICE_GET_INFO, &info));
+	TH_LOG("page sizes %#llx, aperture [%#llx, %#llx], capabilities %#llx, %u regions",
+	       (unsigned long long)info.out_pgsize_bitmap,
+	       (unsigned long long)info.out_aperture_start,
+	       (unsigned long long)info.out_aperture_last,
+	       (unsigned long long)info.out_capabilities, info.num_regions);
+	EXPECT_NE(0, info.out_pgsize_bitmap & PAGE);
+	EXPECT_LT(0xffffffffull, info.out_aperture_last);
+	for (__u32 i = 0; i < info.num_regions && i < 8; i++) {
+		if (regions[i].start <= 0xfee00000 && regions[i].last >= 0xfeefffff)
+			msi_window = 1;
+	}
+	/* x86: the MSI window is reserved. */
+	EXPECT_TRUE(msi_window);
+	/* Interrupt remapping is on in the VT-d VM, off in the virtio-iommu one. */
+	if (model && !strcmp(model, "intel")) {
+		EXPECT_NE(0, info.out_capabilities & IOASID_DEVICE_CAP_ISOLATED_MSI);
+	}
+	if (model && !strcmp(model, "virtio")) {
+		EXPECT_EQ(0, info.out_capabilities & IOASID_DEVICE_CAP_ISOLATED_MSI);
+	}
+	/* The IOASID it is attached to reports the same constraints. */
+	r.num_ranges = 8;
+	r.ranges_uptr = (uintptr_t)ranges;
+	ASSERT_EQ(0, xioctl(self->fd, IOASID_IOVA_RANGES, &r));
+	EXPECT_EQ(info.out_pgsize_bitmap, r.out_pgsize_bitmap);
+	EXPECT_EQ(info.out_aperture_start, ranges[0].start);
+	EXPECT_EQ(info.out_aperture_last, ranges[r.num_ranges - 1].last);
+	/* A short array: EMSGSIZE with the count. */
+	info.num_regions = 0;
+	EXPECT_EQ(-EMSGSIZE, xioctl(self->fd, IOASID_DEVICE_GET_INFO, &info));
+	EXPECT_LT(0, info.num_regions);
+	info.dev_id = 999;
+	EXPECT_EQ(-ENOENT, xioctl(self->fd, IOASID_DEVICE_GET_INFO, &info));
+}
+
+TEST_F(dma, close_blocks_dma)
+{
+	fill(self->src, PAGE, 12);
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
+	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
+	/* The last close: the device goes back to the kernel, whose domain maps nothing there. */
+	close(self->fd);
+	self->fd = -1;
+	memset(self->dst, 0x77, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+	EXPECT_TRUE(canaries_intact(self->buf));
+}
+
 /* --- ownership, groups, privilege ---------------------------------------- */
 
 TEST(bind_refusals)

@@ -214,6 +214,15 @@ static void prep_unmap(int fd, void *buf)
 
 static struct ioasid_iova_range ranges_buf[4];
 
+static void prep_device_info(int fd, void *buf)
+{
+	struct ioasid_device_info *d = buf;
+
+	d->dev_id = bind_edu(fd);
+	d->num_regions = 4;
+	d->regions_uptr = (uintptr_t)ranges_buf;
+}
+
 static void prep_ranges(int fd, void *buf)
 {
 	struct ioasid_iova_ranges *r = buf;
@@ -267,6 +276,8 @@ static const struct cmd cmds[] = {
 	  IOASID_UNMAP_ALL, prep_unmap, undo_ioasid, undo_ioasid },
 	{ "IOASID_IOVA_RANGES", IOASID_IOVA_RANGES, sizeof(struct ioasid_iova_ranges), 32,
 	  -1, 0, 0, prep_ranges, undo_ioasid, undo_ioasid },
+	{ "IOASID_DEVICE_GET_INFO", IOASID_DEVICE_GET_INFO, sizeof(struct ioasid_device_info), 56,
+	  -1, 0, 0, prep_device_info, undo_dev, undo_dev },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -775,6 +786,9 @@ TEST(fuzz)
 			/* Output arrays go to a scratch page or the unmapped one, never to our data. */
 			if (c->nr == IOASID_IOVA_RANGES)
 				((struct ioasid_iova_ranges *)buf)->ranges_uptr = rand_r(&seed) % 2 ?
+					(uintptr_t)scratch : (uintptr_t)(buf + PAGE);
+			if (c->nr == IOASID_DEVICE_GET_INFO)
+				((struct ioasid_device_info *)buf)->regions_uptr = rand_r(&seed) % 2 ?
 					(uintptr_t)scratch : (uintptr_t)(buf + PAGE);
 		} else if ((unsigned char *)arg >= buf && (unsigned char *)arg + 4 <= buf + PAGE) {
 			/* Near the end of the page: argsz readable, the rest not. */

@@ -77,6 +77,14 @@ struct ContextGroup {
     attached: Option<GroupIoasid>,
 }
 
+/// The entry of `dev`'s group among a context's `groups`.
+fn group_of<'a>(groups: &'a mut [ContextGroup], dev: &Device) -> Result<&'a mut ContextGroup> {
+    groups
+        .iter_mut()
+        .find(|g| g.group.is(&dev.group))
+        .ok_or(ENOENT)
+}
+
 /// The devices of one context.
 #[pin_data]
 pub(crate) struct DeviceTable {
@@ -180,10 +188,7 @@ impl DeviceTable {
     pub(crate) fn attach(&self, ioasids: &IoasidTable, dev_id: u32, ioasid_id: u32) -> Result {
         let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
         let mut groups = self.groups.lock();
-        let g = groups
-            .iter_mut()
-            .find(|g| g.group.is(&dev.group))
-            .ok_or(ENOENT)?;
+        let g = group_of(&mut groups, &dev)?;
         match &mut g.attached {
             Some(a) if a.devices.contains(&dev_id) => Err(EBUSY),
             Some(a) if a.id != ioasid_id => Err(EXDEV),
@@ -221,11 +226,7 @@ impl DeviceTable {
     pub(crate) fn detach(&self, ioasids: &IoasidTable, dev_id: u32) -> Result {
         let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
         let mut groups = self.groups.lock();
-        let g = groups
-            .iter_mut()
-            .find(|g| g.group.is(&dev.group))
-            .ok_or(ENOENT)?;
-        Self::detach_locked(ioasids, g, dev_id, &dev)
+        Self::detach_locked(ioasids, group_of(&mut groups, &dev)?, dev_id, &dev)
     }
 
     fn detach_locked(

@@ -108,9 +108,10 @@ impl DeviceTable {
     /// returns its device ID.
     ///
     /// Errors: `EPERM` without `CAP_SYS_ADMIN`, or if the IOMMU cannot isolate the device's MSIs
-    /// and the `allow_unsafe_interrupts` parameter is not set; `ENODEV` if there is no such device or it is not
-    /// behind an IOMMU; `EEXIST` if it is already bound in this context; `EBUSY` if a kernel
-    /// driver uses it or a device of its group, or another context owns its group.
+    /// and the `allow_unsafe_interrupts` parameter is not set; `ENODEV` if there is no such
+    /// device or it is not behind an IOMMU; `EEXIST` if it is already bound in this context;
+    /// `EBUSY` if a kernel driver uses it or a device of its group, or another context owns its
+    /// group.
     pub(crate) fn bind(
         &self,
         owner: *const core::ffi::c_void,
@@ -129,8 +130,10 @@ impl DeviceTable {
             return Err(EPERM);
         }
         let mut groups = self.groups.lock();
-        if let Some(g) = groups.iter().find(|g| g.group.is(&group)) {
-            for &id in g.bound.iter() {
+        // The group's entry, if a device of it is bound already (stable while the lock is held).
+        let existing = groups.iter().position(|g| g.group.is(&group));
+        if let Some(pos) = existing {
+            for &id in groups[pos].bound.iter() {
                 if let Some(d) = self.devices.get(id) {
                     if d.segment == segment && d.bus == bus && d.devfn == devfn {
                         return Err(EEXIST);
@@ -155,7 +158,7 @@ impl DeviceTable {
             GFP_KERNEL_ACCOUNT,
         )?;
         let id = self.devices.insert(dev)?;
-        let pos = match groups.iter().position(|g| g.group.is(&group)) {
+        let pos = match existing {
             Some(pos) => pos,
             None => {
                 let entry = ContextGroup {

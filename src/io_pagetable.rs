@@ -168,6 +168,15 @@ fn overlaps(a: u64, a_last: u64, b: u64, b_last: u64) -> bool {
     a <= b_last && b <= a_last
 }
 
+/// Whether `[iova, iova_last]` lies inside `aperture` and clear of every `reserved` region.
+fn allowed(iova: u64, iova_last: u64, aperture: (u64, u64), reserved: &[(u64, u64)]) -> bool {
+    iova >= aperture.0
+        && iova_last <= aperture.1
+        && !reserved
+            .iter()
+            .any(|&(s, l)| overlaps(iova, iova_last, s, l))
+}
+
 /// The mappings of one IOASID and the domains they are mirrored into.
 pub(crate) struct IoPageTable {
     areas: RBTree<u64, Area>,
@@ -196,13 +205,7 @@ impl IoPageTable {
 
     /// Whether `[iova, iova_last]` may be mapped: inside the aperture, outside reserved regions.
     fn usable(&self, iova: u64, iova_last: u64) -> bool {
-        let (lo, hi) = self.aperture();
-        iova >= lo
-            && iova_last <= hi
-            && !self
-                .reserved
-                .iter()
-                .any(|&(s, l)| overlaps(iova, iova_last, s, l))
+        allowed(iova, iova_last, self.aperture(), &self.reserved)
     }
 
     /// Whether `[iova, iova_last]` overlaps an existing area.
@@ -374,11 +377,10 @@ impl IoPageTable {
 
     /// Whether the IOVAs of every area are usable with `domain` and the `reserved` regions.
     pub(crate) fn fits(&self, domain: Option<&Domain>, reserved: &[(u64, u64)]) -> bool {
-        let (lo, hi) = domain.map_or((0, u64::MAX), |d| d.aperture());
-        self.areas.iter().all(|(&s, a)| {
-            let l = last(s, a.length);
-            s >= lo && l <= hi && !reserved.iter().any(|&(rs, rl)| overlaps(s, l, rs, rl))
-        })
+        let aperture = domain.map_or((0, u64::MAX), |d| d.aperture());
+        self.areas
+            .iter()
+            .all(|(&s, a)| allowed(s, last(s, a.length), aperture, reserved))
     }
 
     /// Whether `domain` is one of this table's domains.

@@ -92,10 +92,11 @@ impl State {
     fn block(&mut self) {
         // Detaching first: no device can reach the memory while it is being unpinned.
         self.groups.clear();
+        // Unmaps every area from every domain, then unpins it: the domains are empty after.
+        self.iopt.unmap_all();
         while let Some(d) = self.iopt.domains().first().cloned() {
             self.iopt.remove_domain(&d);
         }
-        self.iopt.unmap_all();
     }
 }
 

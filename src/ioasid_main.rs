@@ -3,8 +3,8 @@
 //! `/dev/ioasid`: user-space ownership of I/O address spaces.
 //!
 //! Each open of the `/dev/ioasid` misc device creates a [`Context`], which owns the I/O address
-//! spaces, bound devices and PASIDs that user space (a VMM, a user-space driver) creates through it.
-//! Closing the file, or the death of the process holding it, tears all of them down.
+//! spaces, bound devices and PASIDs that user space (a VMM, a user-space driver) creates through
+//! it. Closing the file, or the death of the process holding it, tears all of them down.
 //!
 //! This file is the crate root: it holds the `module!` declaration, the misc device registration
 //! and the list of the module's other files.

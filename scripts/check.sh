@@ -4,7 +4,7 @@
 # `make check`: from a fresh machine, install the toolchain, build (or reuse)
 # the test kernel, build and lint the module, build the kselftests, run
 # everything in the VM behind each IOMMU model in $IOMMUS (default: $IOMMU if
-# set, else all three: intel amd virtio), and close with "N passed, N failed". Exits non-zero on any
+# set, else all four: intel intel-nosc amd virtio), and close with "N passed, N failed". Exits non-zero on any
 # failure. Per-test lines are in build/$ARCH/results.txt, VM logs under
 # build/$ARCH/logs/<iommu>/.
 
@@ -12,7 +12,7 @@
 
 BUILD=$IOASID_REPO/build/$IOASID_ARCH
 RESULTS=$BUILD/results.txt
-IOMMUS=${IOMMUS:-${IOMMU:-intel amd virtio}}
+IOMMUS=${IOMMUS:-${IOMMU:-intel intel-nosc amd virtio}}
 mkdir -p "$BUILD/logs"
 : >"$RESULTS"
 export RESULTS
@@ -55,7 +55,7 @@ step "toolchain" "$IOASID_REPO/scripts/toolchain.sh"
 step "test kernel" "$IOASID_REPO/scripts/kernel.sh"
 load_toolchain
 KOUT=$("$IOASID_REPO/scripts/kernel.sh" --dir)
-step "module build" make -C "$KOUT" M="$IOASID_REPO" modules
+step "module build" "$IOASID_REPO/scripts/module.sh"
 step "selftests build" "$IOASID_REPO/scripts/selftests.sh"
 
 log "lint"

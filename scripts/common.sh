@@ -39,7 +39,7 @@ load_toolchain() {
 	[ -f "$env" ] || die "toolchain not installed: run scripts/toolchain.sh (or make toolchain)"
 	# shellcheck disable=SC1090
 	. "$env"
-	export KSRC RUST_LIB_SRC LIBCLANG_PATH BINDGEN LINUX_SOURCE_VERSION
+	export KSRC RUST_LIB_SRC LIBCLANG_PATH BINDGEN LINUX_SOURCE_VERSION ARM64_BUSYBOX
 	PATH=$(dirname "$BINDGEN"):$PATH
 	export PATH
 }

@@ -10,9 +10,7 @@
 
 "$IOASID_REPO/scripts/toolchain.sh"
 "$IOASID_REPO/scripts/kernel.sh" >/dev/null
-load_toolchain
-KOUT=$("$IOASID_REPO/scripts/kernel.sh" --dir)
-make -s -C "$KOUT" M="$IOASID_REPO" modules
+"$IOASID_REPO/scripts/module.sh" >/dev/null
 "$IOASID_REPO/scripts/selftests.sh"
 
 BUILD=$IOASID_REPO/build/$IOASID_ARCH

@@ -58,21 +58,23 @@ BPO_SOURCES=/etc/apt/sources.list.d/ioasid-bookworm-backports.sources
 bpo_content=$(printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
 	"$MIRROR" "$SIGNED_BY")
 
+# Both architectures are always installed: `make check` runs the suite on both.
+# gcc-12-multilib, not gcc-multilib: the latter only adds a /usr/include/asm
+# symlink and declares Conflicts with gcc-12-aarch64-linux-gnu, so apt would
+# refuse the pair; the -m32 build adds the x86_64 asm directory itself.
 BUILD_PKGS=(flex bison bc libelf-dev libssl-dev cpio busybox-static gcc make xz-utils python3-venv
-	gcc-multilib)
-QEMU_PKGS=(qemu-system-x86)
-if [ "$IOASID_ARCH" = arm64 ]; then
-	BUILD_PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
-	QEMU_PKGS+=(qemu-system-arm)
-fi
+	gcc-12-multilib gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+QEMU_PKGS=(qemu-system-x86 qemu-system-arm)
 
 need_install=
 for p in "${BUILD_PKGS[@]}" "${QEMU_PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_install=1
 done
 qemu_ok() {
-	command -v qemu-system-x86_64 >/dev/null &&
-		qemu-system-x86_64 --version | grep -Eq 'version (1[0-9]|[2-9][0-9])\.'
+	local q
+	for q in qemu-system-x86_64 qemu-system-aarch64; do
+		command -v $q >/dev/null && $q --version | grep -Eq 'version (1[0-9]|[2-9][0-9])\.' || return 1
+	done
 }
 qemu_ok || need_install=1
 
@@ -89,7 +91,7 @@ if [ -n "$need_install" ] || [ "$(cat "$BPO_SOURCES" 2>/dev/null)" != "$bpo_cont
 	log "installing ${QEMU_PKGS[*]} from bookworm-backports"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		-t bookworm-backports "${QEMU_PKGS[@]}" >/dev/null
-	qemu_ok || die "QEMU >= 10 was not installed (got: $(qemu-system-x86_64 --version | head -n1))"
+	qemu_ok || die "QEMU >= 10 was not installed (got: $(qemu-system-x86_64 --version | head -n1); $(qemu-system-aarch64 --version 2>&1 | head -n1))"
 fi
 
 # --- 2. linux-source and rust-src from trixie-backports (private apt state) -
@@ -178,6 +180,33 @@ fi
 RUST_LIB_SRC=$(find "$RUST_SRC_DIR/usr/src" -maxdepth 2 -type d -name library | head -n1)
 [ -d "$RUST_LIB_SRC/core" ] || die "rust-src $RUST_SRC_VERSION has no library/core"
 
+# --- 2b. A static arm64 busybox for the arm64 guest (private apt state) -----
+#
+# Downloaded and unpacked, not installed: the system gains no foreign
+# architecture.
+
+ARM64_BUSYBOX=$IOASID_CACHE/arm64/busybox
+if [ ! -x "$ARM64_BUSYBOX" ]; then
+	APT_TRIXIE=$APT
+	APT=$IOASID_CACHE/apt-arm64
+	mkdir -p "$APT/lists/partial" "$APT/archives/partial" "$APT/debs"
+	echo "deb [arch=arm64 signed-by=$SIGNED_BY] $MIRROR bookworm main" >"$APT/sources.list"
+	log "downloading busybox-static:arm64 (bookworm)"
+	apt_priv -o APT::Architecture=arm64 -o APT::Architectures=arm64 update >/dev/null
+	bb_ver=$(apt_cache_priv -o APT::Architecture=arm64 -o APT::Architectures=arm64 \
+		madison busybox-static | awk -F'|' '{gsub(/ /, "", $2); print $2}' | sort -V | tail -n1)
+	[ -n "$bb_ver" ] || die "busybox-static:arm64 not found in bookworm"
+	rm -f "$APT/debs"/busybox-static_*.deb
+	(cd "$APT/debs" && apt_priv -o APT::Architecture=arm64 -o APT::Architectures=arm64 \
+		download "busybox-static:arm64=$bb_ver" >/dev/null)
+	rm -rf "$APT/x"
+	dpkg-deb -x "$APT"/debs/busybox-static_*_arm64.deb "$APT/x"
+	mkdir -p "$(dirname "$ARM64_BUSYBOX")"
+	cp "$APT/x/bin/busybox" "$ARM64_BUSYBOX"
+	rm -rf "$APT/x"
+	APT=$APT_TRIXIE
+fi
+
 # --- 3. libclang (PyPI) and bindgen (crates.io) ---------------------------
 
 VENV=$IOASID_CACHE/venv
@@ -216,6 +245,7 @@ RUST_SRC_VERSION=$RUST_SRC_VERSION
 RUST_LIB_SRC=$RUST_LIB_SRC
 LIBCLANG_PATH=$LIBCLANG_PATH
 BINDGEN=$BINDGEN
+ARM64_BUSYBOX=$ARM64_BUSYBOX
 EOT
 mv "$tmp" "$(toolchain_env)"
 log "toolchain ready: $LINUX_SOURCE_PKG $LINUX_SOURCE_VERSION, rustc $RUSTC_VERSION, rust-src $RUST_SRC_VERSION, bindgen $BINDGEN_VERSION, libclang $LIBCLANG_VERSION"

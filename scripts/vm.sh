@@ -7,7 +7,7 @@
 #
 # Usage: vm.sh check|run|bench
 #
-# Environment: ARCH (x86_64), IOMMU (intel|amd|virtio), KVM=1 to use KVM
+# Environment: ARCH (x86_64), IOMMU (intel|intel-nosc|amd|virtio), KVM=1 to use KVM
 # instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR.
 #
 # The guest writes the kernel console to its serial port and the test output
@@ -29,8 +29,10 @@ BUILD=$IOASID_REPO/build/$IOASID_ARCH
 LOGDIR=${IOASID_LOGDIR:-$BUILD/logs/$IOMMU}
 KOUT=$("$IOASID_REPO/scripts/kernel.sh" --dir)
 [ -f "$KOUT/.complete" ] || die "test kernel not built: run scripts/kernel.sh"
-MODULE=$IOASID_REPO/ioasid.ko
-[ -f "$MODULE" ] || die "ioasid.ko not built"
+MODULE=$BUILD/module/ioasid.ko
+PROBE=$BUILD/module/tools/selftests/ioasid/kvm_probe/ioasid_kvm_probe.ko
+[ -f "$MODULE" ] || die "ioasid.ko not built in $BUILD/module (scripts/check.sh builds it)"
+[ -f "$PROBE" ] || die "ioasid_kvm_probe.ko not built"
 [ -d "$BUILD/bin" ] || die "test programs not built: run scripts/selftests.sh"
 
 # --- initramfs -----------------------------------------------------------
@@ -41,6 +43,7 @@ mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,lib,tests}
 cp /bin/busybox "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
 cp "$MODULE" "$ROOT/lib/ioasid.ko"
+cp "$PROBE" "$ROOT/lib/ioasid_kvm_probe.ko"
 cp "$BUILD"/bin/* "$ROOT/tests/"
 
 cat >"$ROOT/init" <<'EOT'
@@ -54,10 +57,15 @@ mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
 MODE=$(sed -n 's/.*ioasid_vm.mode=\([a-z]*\).*/\1/p' /proc/cmdline)
 # The emulated IOMMU model, for tests whose meaning depends on it.
-IOASID_IOMMU=$(sed -n 's/.*ioasid_vm.iommu=\([a-z]*\).*/\1/p' /proc/cmdline)
+IOASID_IOMMU=$(sed -n 's/.*ioasid_vm.iommu=\([a-z-]*\).*/\1/p' /proc/cmdline)
 export IOASID_IOMMU
 # Whether the IOMMU leaves MSIs unisolated (no interrupt remapping).
 UNSAFE_IRQS=$(sed -n 's/.*ioasid_vm.unsafe_irqs=\([0-9]\).*/\1/p' /proc/cmdline)
+# Whether the IOMMU can block no-snoop DMA (coherent IOASIDs), for coherency_test.
+IOASID_EXPECT_ENFORCE=$(sed -n 's/.*ioasid_vm.enforce=\([0-9]\).*/\1/p' /proc/cmdline)
+export IOASID_EXPECT_ENFORCE
+# Module parameters every load of ioasid.ko gets here.
+MODPARAMS=
 
 # Test output goes to the virtio console.
 i=0
@@ -88,7 +96,24 @@ else
 	vm_fail "insmod ioasid.ko"
 fi
 [ -c /dev/ioasid ] && vm_ok "/dev/ioasid created" || vm_fail "/dev/ioasid created"
+# The test-only KVM stand-in, a user of ioasid's exports (coherency_test).
+insmod /lib/ioasid_kvm_probe.ko && vm_ok "insmod ioasid_kvm_probe.ko" ||
+	vm_fail "insmod ioasid_kvm_probe.ko"
 out "IOASID-END vm setup rc=0"
+
+# reload NAME PARAMS...: reload ioasid.ko (and the probe that uses it) with PARAMS.
+reload() {
+	local name=$1
+	shift
+	out "IOASID-BEGIN vm reload"
+	if rmmod ioasid_kvm_probe && rmmod ioasid && insmod /lib/ioasid.ko "$@" &&
+		insmod /lib/ioasid_kvm_probe.ko; then
+		vm_ok "$name"
+	else
+		vm_fail "$name"
+	fi
+	out "IOASID-END vm reload rc=0"
+}
 
 if [ "$UNSAFE_IRQS" = 1 ]; then
 	# MSIs are not isolated here: binding must be refused by default...
@@ -96,13 +121,8 @@ if [ "$UNSAFE_IRQS" = 1 ]; then
 	IOASID_EXPECT_MSI_REFUSAL=1 /tests/dma_test -t unisolated_msi_is_refused >&3 2>&3
 	out "IOASID-END kselftest msi_isolation rc=$?"
 	# ...and the rest runs with the administrator's override.
-	out "IOASID-BEGIN vm reload"
-	if rmmod ioasid && insmod /lib/ioasid.ko allow_unsafe_interrupts=1; then
-		vm_ok "reload with allow_unsafe_interrupts=1"
-	else
-		vm_fail "reload with allow_unsafe_interrupts=1"
-	fi
-	out "IOASID-END vm reload rc=0"
+	MODPARAMS=allow_unsafe_interrupts=1
+	reload "reload with allow_unsafe_interrupts=1" $MODPARAMS
 fi
 
 if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
@@ -128,11 +148,18 @@ else
 		cat "$d/results" >&3
 		out "IOASID-END kunit ${d##*/} rc=0"
 	done
+	# The administrator's knob: the coherency tests again, with WBINVD forbidden.
+	reload "reload with forbid_wbinvd=1" $MODPARAMS forbid_wbinvd=1
+	kmsg "kselftest coherency_test_forbid_wbinvd begin"
+	out "IOASID-BEGIN kselftest coherency_test_forbid_wbinvd"
+	IOASID_FORBID_WBINVD=1 /tests/coherency_test >&3 2>&3
+	rc=$?
+	out "IOASID-END kselftest coherency_test_forbid_wbinvd rc=$rc"
 fi
 
 out "IOASID-BEGIN vm teardown"
 kmsg "rmmod ioasid"
-if rmmod ioasid >/tmp/rmmod.out 2>&1; then
+if rmmod ioasid_kvm_probe && rmmod ioasid >/tmp/rmmod.out 2>&1; then
 	vm_ok "rmmod ioasid"
 else
 	cat /tmp/rmmod.out >&3
@@ -173,6 +200,12 @@ rm -f "$LOGDIR"/console.log "$LOGDIR"/tests.log
 # The runner's own settings use the prefix "ioasid_vm.", not "ioasid.", which
 # the kernel would hand to the module as parameters.
 APPEND="console=ttyS0 panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
+# Whether the IOMMU can block no-snoop DMA (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):
+# VT-d with snoop control, and AMD-Vi; not VT-d without it, not virtio-iommu.
+case "$IOMMU" in
+intel | amd) APPEND+=" ioasid_vm.enforce=1" ;;
+*) APPEND+=" ioasid_vm.enforce=0" ;;
+esac
 case "$IOMMU" in
 amd | virtio)
 	# No interrupt remapping in the guest: MSIs are not isolated.
@@ -192,9 +225,13 @@ case "$IOASID_ARCH" in
 x86_64)
 	QEMU=qemu-system-x86_64
 	case "$IOMMU" in
-	intel)
+	intel | intel-nosc)
+		# snoop-control: whether VT-d can force snooping (ECAP.SC),
+		# which coherent IOASIDs need.
+		sc=on
+		[ "$IOMMU" = intel-nosc ] && sc=off
 		QEMU_ARGS+=(-machine q35,kernel-irqchip=split
-			-device intel-iommu,intremap=on,caching-mode=on)
+			-device intel-iommu,intremap=on,caching-mode=on,snoop-control=$sc)
 		APPEND+=" intel_iommu=on"
 		;;
 	amd)
@@ -203,7 +240,7 @@ x86_64)
 	virtio)
 		QEMU_ARGS+=(-machine q35 -device virtio-iommu-pci,addr=03.0)
 		;;
-	*) die "unknown IOMMU=$IOMMU (intel, amd or virtio)" ;;
+	*) die "unknown IOMMU=$IOMMU (intel, intel-nosc, amd or virtio)" ;;
 	esac
 	# The three group topologies: a device alone (05.0), a multi-function
 	# pair without ACS (06.0 + 06.1), two devices behind a conventional
@@ -218,6 +255,9 @@ x86_64)
 		QEMU_ARGS+=(-device pci-bridge,id=br0,chassis_nr=1,addr=07.0
 			-device edu,bus=br0,addr=01.0 -device edu,bus=br0,addr=02.0)
 	fi
+	# A PCI Express endpoint (no driver in the guest) behind a root port:
+	# its Enable No Snoop is hardwired to 0, like every QEMU device's.
+	QEMU_ARGS+=(-device pcie-root-port,id=rp0,chassis=2,addr=08.0 -device e1000e,bus=rp0)
 	;;
 *)
 	die "ARCH=$IOASID_ARCH is not supported by the VM runner yet"

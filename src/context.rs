@@ -9,9 +9,12 @@
 //!
 //! # Teardown order
 //!
-//! When the context is dropped, every device is unbound first (detaching its group, whose DMA is
-//! then blocked, and releasing its DMA ownership), then the IOASIDs are destroyed with their
-//! domains, mappings and pinned pages: by the time memory is unpinned, nothing can DMA to it.
+//! When the file is released (the last `close()`, or the death of the process), every device is
+//! unbound first (detaching its group, whose DMA is then blocked, and releasing its DMA
+//! ownership), then the IOASIDs are freed with their domains, mappings and pinned pages: by the
+//! time memory is unpinned, nothing can DMA to it. The context itself may live on a little
+//! longer, empty, while the KVM-facing interface ([`crate::kvm`]) still holds a reference; its
+//! memory goes with the last reference.
 //!
 //! # Privilege
 //!
@@ -40,6 +43,7 @@ use kernel::{
 };
 
 use crate::{
+    coherency::Coherency,
     device::DeviceTable,
     ioasid::IoasidTable,
     iommu::{
@@ -49,6 +53,7 @@ use crate::{
     uapi::{
         self,
         ioasid_alloc,
+        ioasid_coherency,
         ioasid_device_attach,
         ioasid_device_bind,
         ioasid_device_detach,
@@ -59,7 +64,8 @@ use crate::{
         ioasid_iova_range,
         ioasid_iova_ranges,
         ioasid_map,
-        ioasid_unmap, //
+        ioasid_unmap,
+        ioasid_wbinvd, //
     },
     ucopy::UserArg,
 };
@@ -77,6 +83,16 @@ static NEXT_SERIAL: Atomic<u64> = Atomic::new(1);
 /// Number of contexts currently alive, across all opens of the device.
 static LIVE: Atomic<u64> = Atomic::new(0);
 
+/// The debugfs file `ioasid/contexts`: how many contexts are alive (open files, and closed ones
+/// the KVM-facing interface still holds).
+pub(crate) struct ContextsAlive;
+
+impl core::fmt::Debug for ContextsAlive {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", LIVE.load(Relaxed))
+    }
+}
+
 /// The state behind one open file of `/dev/ioasid`.
 ///
 /// # Invariants
@@ -92,18 +108,22 @@ pub(crate) struct Context {
     /// The IOASIDs of this context.
     #[pin]
     ioasids: IoasidTable,
+    /// Whether DMA through the context may be non-coherent; shared with its IOASIDs.
+    coherency: Arc<Coherency>,
 }
 
 impl Context {
     /// Creates a new, empty context.
     pub(crate) fn new() -> Result<Arc<Self>> {
         let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let coherency = Coherency::new()?;
         // INVARIANT: the context is counted only once it exists, and uncounted in `drop`.
         let ctx = Arc::pin_init(
             try_pin_init!(Context {
                 serial,
                 devices <- DeviceTable::new(),
-                ioasids <- IoasidTable::new(),
+                ioasids <- IoasidTable::new(coherency.clone()),
+                coherency,
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -116,6 +136,17 @@ impl Context {
         self.serial
     }
 
+    /// The coherency state of the context.
+    pub(crate) fn coherency(&self) -> &Coherency {
+        &self.coherency
+    }
+
+    /// Tears down everything in the context: its file is being released.
+    fn close(&self) {
+        self.devices.unbind_all(&self.ioasids);
+        self.ioasids.free_all();
+    }
+
     /// The number of contexts currently alive.
     pub(crate) fn live() -> u64 {
         LIVE.load(Relaxed)
@@ -125,8 +156,12 @@ impl Context {
     fn get_info(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_info>::read(arg)?;
         cmd.out_api_version = uapi::IOASID_API_VERSION;
-        cmd.out_capabilities =
-            u64::from(uapi::IOASID_CAP_IOASID | uapi::IOASID_CAP_DEVICE | uapi::IOASID_CAP_DMA);
+        cmd.out_capabilities = u64::from(
+            uapi::IOASID_CAP_IOASID
+                | uapi::IOASID_CAP_DEVICE
+                | uapi::IOASID_CAP_DMA
+                | uapi::IOASID_CAP_COHERENCY,
+        );
         uarg.write(&cmd)?;
         Ok(0)
     }
@@ -134,7 +169,9 @@ impl Context {
     /// `IOASID_ALLOC`: creates an IOASID and returns its ID.
     fn alloc_ioasid(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_alloc>::read(arg)?;
-        let id = self.ioasids.alloc()?;
+        let id = self
+            .ioasids
+            .alloc(cmd.flags & uapi::IOASID_ALLOC_COHERENT != 0)?;
         cmd.out_ioasid = id;
         if let Err(e) = uarg.write(&cmd) {
             // User space never learnt the ID: undo, so that nothing is left behind.
@@ -207,6 +244,12 @@ impl Context {
         if info.isolated_msi {
             cmd.out_capabilities |= u64::from(uapi::IOASID_DEVICE_CAP_ISOLATED_MSI);
         }
+        if info.enforce_coherency {
+            cmd.out_capabilities |= u64::from(uapi::IOASID_DEVICE_CAP_ENFORCE_COHERENCY);
+        }
+        if info.coherent_only {
+            cmd.out_capabilities |= u64::from(uapi::IOASID_DEVICE_CAP_COHERENT_ONLY);
+        }
         uarg.write(&cmd)?;
         if !fits {
             return Err(EMSGSIZE);
@@ -272,6 +315,25 @@ impl Context {
         }
         Ok(0)
     }
+
+    /// `IOASID_GET_COHERENCY`: an IOASID's coherency and whether WBINVD is needed.
+    fn get_coherency(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_coherency>::read(arg)?;
+        cmd.out_ioasid_flags = match cmd.ioasid {
+            0 => 0,
+            id => self.ioasids.get(id)?.coherency_flags()?,
+        };
+        cmd.out_wbinvd = self.coherency.wbinvd_state().to_uapi();
+        uarg.write(&cmd)?;
+        Ok(0)
+    }
+
+    /// `IOASID_EXECUTE_WBINVD`: flushes the CPU caches, if needed.
+    fn execute_wbinvd(&self, arg: usize) -> Result<isize> {
+        let _ = UserArg::<ioasid_wbinvd>::read(arg)?;
+        self.coherency.execute_wbinvd()?;
+        Ok(0)
+    }
 }
 
 /// Writes `ranges` to user space at `uptr` as an array of `struct ioasid_iova_range`.
@@ -292,7 +354,7 @@ impl PinnedDrop for Context {
     fn drop(self: Pin<&mut Self>) {
         // Devices first: their groups are detached (DMA blocked) and their ownership released
         // before the IOASIDs, with their mappings and pinned pages, are dropped with the fields.
-        self.devices.unbind_all(&self.ioasids);
+        self.close();
         // By the type invariant this context was counted once; uncount it.
         LIVE.fetch_sub(1, Relaxed);
     }
@@ -304,6 +366,11 @@ impl MiscDevice for Context {
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Context>> {
         Context::new()
+    }
+
+    fn release(ctx: Arc<Context>, _file: &File) {
+        // Whoever else holds the context (the KVM-facing interface) keeps an empty one.
+        ctx.close();
     }
 
     fn ioctl(ctx: ArcBorrow<'_, Context>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -321,6 +388,8 @@ impl MiscDevice for Context {
             uapi::IOASID_UNMAP => ctx.unmap(arg),
             uapi::IOASID_IOVA_RANGES => ctx.iova_ranges(arg),
             uapi::IOASID_DEVICE_GET_INFO => ctx.device_info(arg),
+            uapi::IOASID_GET_COHERENCY => ctx.get_coherency(arg),
+            uapi::IOASID_EXECUTE_WBINVD => ctx.execute_wbinvd(arg),
             _ => Err(ENOTTY),
         }
     }
@@ -362,7 +431,7 @@ mod tests {
     fn ids_are_per_context() -> Result {
         let a = Context::new()?;
         let b = Context::new()?;
-        let id = a.ioasids.alloc()?;
+        let id = a.ioasids.alloc(false)?;
         assert!(a.ioasids.get(id).is_ok());
         assert_eq!(b.ioasids.get(id).err(), Some(ENOENT));
         assert_eq!(b.ioasids.free(id).err(), Some(ENOENT));

@@ -8,6 +8,9 @@
 //! isolated from each other by the IOMMU, so every device of a group that is bound in a context
 //! and attached must be attached to the same IOASID. Attaching a device attaches its whole group.
 //!
+//! Binding also decides, once, whether the device is coherent-only or assumed non-coherent
+//! ([`PciDev::may_emit_no_snoop`]); see [`crate::coherency`].
+//!
 //! # Locking
 //!
 //! Lock order, outermost first:
@@ -48,6 +51,8 @@ pub(crate) struct Device {
     segment: u32,
     bus: u8,
     devfn: u8,
+    /// The device may emit no-snoop DMA (decided at bind).
+    assumed_noncoherent: bool,
     /// Dropped last: the device is detached before its ownership is released.
     _ownership: DmaOwnership,
 }
@@ -59,6 +64,8 @@ pub(crate) struct DeviceInfo {
     pub(crate) aperture: (u64, u64),
     pub(crate) cache_coherent: bool,
     pub(crate) isolated_msi: bool,
+    pub(crate) enforce_coherency: bool,
+    pub(crate) coherent_only: bool,
 }
 
 /// The IOASID a group is attached to in this context.
@@ -145,6 +152,8 @@ impl DeviceTable {
             return Err(EBUSY);
         }
         let ownership = pdev.claim_dma(owner)?;
+        let assumed_noncoherent = pdev.may_emit_no_snoop(&ownership)
+            || crate::test_seam::assume_noncoherent(segment, bus, devfn);
         let group_id = group.id();
         let dev = Arc::new(
             Device {
@@ -153,6 +162,7 @@ impl DeviceTable {
                 segment,
                 bus,
                 devfn,
+                assumed_noncoherent,
                 _ownership: ownership,
             },
             GFP_KERNEL_ACCOUNT,
@@ -187,6 +197,7 @@ impl DeviceTable {
     ///
     /// Errors: `ENOENT` for an unknown device or IOASID; `EBUSY` if the device is attached
     /// already; `EXDEV` if another device of its group is attached to a different IOASID;
+    /// `EMEDIUMTYPE` if the IOASID is coherent and the device's IOMMU cannot enforce that;
     /// `ERANGE` if an existing mapping is outside what the device can use.
     pub(crate) fn attach(&self, ioasids: &IoasidTable, dev_id: u32, ioasid_id: u32) -> Result {
         let dev = self.devices.get(dev_id).ok_or(ENOENT)?;
@@ -197,7 +208,12 @@ impl DeviceTable {
             Some(a) if a.id != ioasid_id => Err(EXDEV),
             Some(a) => {
                 a.devices.push(dev_id, GFP_KERNEL_ACCOUNT)?;
-                if let Err(e) = a.ioasid.attach_device(dev_id, &dev.pdev, &dev.group) {
+                if let Err(e) = a.ioasid.attach_device(
+                    dev_id,
+                    &dev.pdev,
+                    &dev.group,
+                    dev.assumed_noncoherent,
+                ) {
                     a.devices.retain(|d| *d != dev_id);
                     return Err(e);
                 }
@@ -209,7 +225,14 @@ impl DeviceTable {
                 if let Err(e) = devices
                     .push(dev_id, GFP_KERNEL_ACCOUNT)
                     .map_err(Error::from)
-                    .and_then(|()| ioasid.attach_device(dev_id, &dev.pdev, &dev.group))
+                    .and_then(|()| {
+                        ioasid.attach_device(
+                            dev_id,
+                            &dev.pdev,
+                            &dev.group,
+                            dev.assumed_noncoherent,
+                        )
+                    })
                 {
                     ioasids.put_user(ioasid_id, ioasid);
                     return Err(e);
@@ -314,6 +337,8 @@ impl DeviceTable {
             aperture: domain.aperture(),
             cache_coherent: dev.pdev.cache_coherent(),
             isolated_msi: dev.group.has_isolated_msi(),
+            enforce_coherency: dev.pdev.can_enforce_coherency(),
+            coherent_only: !dev.assumed_noncoherent,
         })
     }
 

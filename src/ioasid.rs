@@ -31,6 +31,17 @@
 //!
 //! Today no path holds both: the state is decided under the IOASID's lock, which is released
 //! before the table is changed. An IOASID's lock is never taken with the table's lock held.
+//!
+//! The context's coherency mutex (see [`crate::coherency`]) is taken inside an IOASID's state
+//! mutex, when an assumed non-coherent device starts or stops counting.
+//!
+//! # Coherency
+//!
+//! A coherent IOASID (`IOASID_ALLOC_COHERENT`) maps everything with `IOMMU_CACHE` into domains
+//! that enforce cache coherency, and accepts only devices whose IOMMU can enforce it (else
+//! `EMEDIUMTYPE`, checked before anything changes). A non-coherent IOASID accepts any device;
+//! each assumed non-coherent device attached to it counts in the context's
+//! [`Coherency`] from its attach until its detach or the IOASID's free, whichever comes first.
 
 use kernel::{
     new_mutex,
@@ -43,21 +54,35 @@ use kernel::{
 };
 
 use crate::{
+    coherency::Coherency,
     id_table::IdTable,
     io_pagetable::IoPageTable,
     iommu::{
         Attachment,
         Group,
-        PciDev, //
+        PciDev,
+        PROT_CACHE, //
     },
-    uapi::IOASID_ID_MAX,
+    uapi::{
+        self,
+        IOASID_ID_MAX, //
+    },
 };
+
+/// A device of this context attached through a group.
+struct AttachedDevice {
+    id: u32,
+    /// Its reserved IOVA regions.
+    reserved: KVec<(u64, u64)>,
+    /// Whether it counts in the context's [`Coherency`]: an assumed non-coherent device in a
+    /// non-coherent IOASID.
+    noncoherent: bool,
+}
 
 /// A group attached to the IOASID, with the devices of this context attached through it.
 struct GroupAttachment {
     attachment: Attachment,
-    /// The attached devices (by device ID) and each one's reserved IOVA regions.
-    devices: KVec<(u32, KVec<(u64, u64)>)>,
+    devices: KVec<AttachedDevice>,
 }
 
 /// The state of an IOASID that changes after creation.
@@ -77,8 +102,8 @@ impl State {
     fn update_reserved(&mut self) -> Result {
         let mut all = KVec::new();
         for g in self.groups.iter() {
-            for (_, regions) in g.devices.iter() {
-                for &r in regions.iter() {
+            for d in g.devices.iter() {
+                for &r in d.reserved.iter() {
                     all.push(r, GFP_KERNEL)?;
                 }
             }
@@ -88,8 +113,13 @@ impl State {
     }
 
     /// Detaches every group (their DMA is blocked from then on) and unmaps and unpins
-    /// everything.
-    fn block(&mut self) {
+    /// everything. The devices stop counting in `coherency`.
+    fn block(&mut self, coherency: &Coherency) {
+        for g in self.groups.iter() {
+            for _ in g.devices.iter().filter(|d| d.noncoherent) {
+                coherency.put();
+            }
+        }
         // Detaching first: no device can reach the memory while it is being unpinned.
         self.groups.clear();
         // Unmaps every area from every domain, then unpins it: the domains are empty after.
@@ -103,15 +133,21 @@ impl State {
 /// An I/O address space.
 #[pin_data]
 pub(crate) struct Ioasid {
+    /// Allocated with `IOASID_ALLOC_COHERENT`.
+    coherent: bool,
+    /// The coherency state of the context the IOASID belongs to.
+    coherency: Arc<Coherency>,
     /// The fields that change, under the IOASID's lock.
     #[pin]
     state: Mutex<State>,
 }
 
 impl Ioasid {
-    fn new() -> Result<Arc<Self>> {
+    fn new(coherent: bool, coherency: Arc<Coherency>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
+                coherent,
+                coherency,
                 state <- new_mutex!(State {
                     freed: false,
                     users: 0,
@@ -140,7 +176,26 @@ impl Ioasid {
         iova: Option<u64>,
         prot: i32,
     ) -> Result<u64> {
+        // In a coherent IOASID every mapping is snooped.
+        let prot = if self.coherent { prot | PROT_CACHE } else { prot };
         self.live()?.iopt.map(user_va, length, iova, prot)
+    }
+
+    /// `enum ioasid_coherency_flags` of this IOASID.
+    pub(crate) fn coherency_flags(&self) -> Result<u32> {
+        let state = self.live()?;
+        let mut flags = 0;
+        if self.coherent {
+            flags |= uapi::IOASID_COHERENCY_ENFORCED;
+        }
+        if state
+            .groups
+            .iter()
+            .any(|g| g.devices.iter().any(|d| d.noncoherent))
+        {
+            flags |= uapi::IOASID_COHERENCY_NONCOHERENT_DMA;
+        }
+        Ok(flags)
     }
 
     /// Unmaps a range of whole mappings; see [`IoPageTable::unmap`].
@@ -169,19 +224,35 @@ impl Ioasid {
         Ok((count, pgsizes))
     }
 
-    /// Attaches device `dev_id` (`pdev`, in `group`) to this IOASID.
+    /// Attaches device `dev_id` (`pdev`, in `group`; `assumed_noncoherent` if it may emit
+    /// no-snoop DMA) to this IOASID.
     ///
     /// The first device of a group attaches the group to a domain of the IOASID that accepts it,
-    /// or to a new domain into which every mapping is replayed. Errors: `ERANGE` if an existing
+    /// or to a new domain into which every mapping is replayed. Errors: `EMEDIUMTYPE` if the
+    /// IOASID is coherent and the device's IOMMU cannot enforce that; `ERANGE` if an existing
     /// mapping lies outside what the device can use (its domain's aperture, its reserved
     /// regions); `ENOENT` if the IOASID was freed; errors of the IOMMU driver.
-    pub(crate) fn attach_device(&self, dev_id: u32, pdev: &PciDev, group: &Group) -> Result {
+    pub(crate) fn attach_device(
+        &self,
+        dev_id: u32,
+        pdev: &PciDev,
+        group: &Group,
+        assumed_noncoherent: bool,
+    ) -> Result {
         let mut state = self.live()?;
+        if self.coherent && !pdev.can_enforce_coherency() {
+            return Err(EMEDIUMTYPE);
+        }
         let reserved = pdev.reserved_regions()?;
         if !state.iopt.fits(None, &reserved) {
             return Err(ERANGE);
         }
-        let entry = (dev_id, reserved);
+        let entry = AttachedDevice {
+            id: dev_id,
+            reserved,
+            noncoherent: assumed_noncoherent && !self.coherent,
+        };
+        let counts = entry.noncoherent;
 
         if let Some(g) = state
             .groups
@@ -189,6 +260,9 @@ impl Ioasid {
             .find(|g| g.attachment.group().is(group))
         {
             g.devices.push(entry, GFP_KERNEL_ACCOUNT)?;
+            if counts {
+                self.coherency.get();
+            }
             return state.update_reserved();
         }
 
@@ -211,6 +285,10 @@ impl Ioasid {
                 if !state.iopt.fits(Some(&domain), &[]) {
                     return Err(ERANGE);
                 }
+                // Before anything is mapped into it or attached to it.
+                if self.coherent && !domain.enforce_cache_coherency() {
+                    return Err(EMEDIUMTYPE);
+                }
                 state.iopt.add_domain(domain.clone())?;
                 match domain.attach(group) {
                     Ok(a) => a,
@@ -230,6 +308,9 @@ impl Ioasid {
             },
             GFP_KERNEL_ACCOUNT,
         )?;
+        if counts {
+            self.coherency.get();
+        }
         state.update_reserved()
     }
 
@@ -245,7 +326,13 @@ impl Ioasid {
             // Already detached when the IOASID was freed.
             return;
         };
-        state.groups[i].devices.retain(|(id, _)| *id != dev_id);
+        let devices = &mut state.groups[i].devices;
+        if let Some(d) = devices.iter().position(|d| d.id == dev_id) {
+            if devices[d].noncoherent {
+                self.coherency.put();
+            }
+            let _ = devices.remove(d);
+        }
         if state.groups[i].devices.is_empty() {
             let g = state.groups.remove(i);
             if let Ok(g) = g {
@@ -271,19 +358,23 @@ impl Ioasid {
 pub(crate) struct IoasidTable {
     #[pin]
     ids: IdTable<Ioasid>,
+    /// The context's coherency state, shared with every IOASID.
+    coherency: Arc<Coherency>,
 }
 
 impl IoasidTable {
-    /// Creates an empty table.
-    pub(crate) fn new() -> impl PinInit<Self> {
+    /// Creates an empty table for a context whose coherency state is `coherency`.
+    pub(crate) fn new(coherency: Arc<Coherency>) -> impl PinInit<Self> {
         pin_init!(Self {
             ids <- IdTable::new(IOASID_ID_MAX),
+            coherency,
         })
     }
 
-    /// Creates a new, empty IOASID and returns its ID.
-    pub(crate) fn alloc(&self) -> Result<u32> {
-        self.ids.insert(Ioasid::new()?)
+    /// Creates a new, empty IOASID (coherent if `coherent`) and returns its ID.
+    pub(crate) fn alloc(&self, coherent: bool) -> Result<u32> {
+        self.ids
+            .insert(Ioasid::new(coherent, self.coherency.clone())?)
     }
 
     /// Looks up a live IOASID: `ENOENT` if `id` was never allocated or has been freed.
@@ -305,7 +396,7 @@ impl IoasidTable {
             }
             state.freed = true;
             // Block DMA now, whoever still holds the IOASID.
-            state.block();
+            state.block(&ioasid.coherency);
             state.users == 0
         };
         if release {
@@ -343,6 +434,17 @@ impl IoasidTable {
         }
     }
 
+    /// Frees every IOASID (the context is being closed; its devices are unbound already).
+    pub(crate) fn free_all(&self) {
+        while let Some((_, ioasid)) = self.ids.pop() {
+            let mut state = ioasid.state.lock();
+            if !state.freed {
+                state.freed = true;
+                state.block(&ioasid.coherency);
+            }
+        }
+    }
+
     /// The number of IDs in use, parked ones included.
     pub(crate) fn ids_in_use(&self) -> usize {
         self.ids.len()
@@ -354,13 +456,13 @@ mod tests {
     use super::*;
 
     fn table() -> Result<Pin<KBox<IoasidTable>>> {
-        KBox::pin_init(IoasidTable::new(), GFP_KERNEL)
+        KBox::pin_init(IoasidTable::new(Coherency::new()?), GFP_KERNEL)
     }
 
     #[test]
     fn free_releases_an_unused_id() -> Result {
         let t = table()?;
-        let id = t.alloc()?;
+        let id = t.alloc(false)?;
         assert!(id >= 1);
         assert!(t.get(id).is_ok());
         assert_eq!(t.ids_in_use(), 1);
@@ -376,7 +478,7 @@ mod tests {
     #[test]
     fn free_parks_an_id_with_users() -> Result {
         let t = table()?;
-        let id = t.alloc()?;
+        let id = t.alloc(false)?;
         let user = t.add_user(id)?;
         t.free(id)?;
         // Gone for user space, but the ID stays reserved.
@@ -384,7 +486,7 @@ mod tests {
         assert_eq!(t.add_user(id).err(), Some(ENOENT));
         assert_eq!(t.free(id).err(), Some(ENOENT));
         assert_eq!(t.ids_in_use(), 1);
-        let other = t.alloc()?;
+        let other = t.alloc(false)?;
         assert_ne!(other, id);
         // The last user lets go: the parked ID is released.
         t.put_user(id, user);
@@ -397,9 +499,9 @@ mod tests {
     #[test]
     fn ids_are_not_reused_until_wraparound() -> Result {
         let t = table()?;
-        let a = t.alloc()?;
+        let a = t.alloc(false)?;
         t.free(a)?;
-        let b = t.alloc()?;
+        let b = t.alloc(false)?;
         assert!(b > a);
         Ok(())
     }
@@ -407,9 +509,9 @@ mod tests {
     #[test]
     fn dropping_the_table_releases_everything() -> Result {
         let t = table()?;
-        let id = t.alloc()?;
+        let id = t.alloc(false)?;
         let ioasid = t.get(id)?;
-        let _ = t.alloc()?;
+        let _ = t.alloc(false)?;
         // The table and this test hold `ioasid`.
         drop(t);
         // Only this test's reference is left: the table dropped its own.

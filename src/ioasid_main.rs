@@ -23,13 +23,16 @@ use kernel::{
     prelude::*, //
 };
 
+mod coherency;
 mod context;
 mod device;
 mod id_table;
 mod io_pagetable;
 mod ioasid;
 mod iommu;
+mod kvm;
 mod pages;
+mod test_seam;
 mod uapi;
 mod ucopy;
 
@@ -46,6 +49,12 @@ module! {
                 remapping). A device owned by user space could then raise arbitrary \
                 interrupts: only for systems whose users are trusted.",
         },
+        forbid_wbinvd: bool {
+            default: false,
+            description: "Never execute WBINVD for user space, even when a device may do \
+                non-coherent DMA: IOASID_EXECUTE_WBINVD fails with EPERM and KVM is told \
+                that no non-coherent DMA needs it.",
+        },
     },
 }
 
@@ -61,6 +70,15 @@ struct IoasidModule {
     /// `ioasid/iommu_time`: the time spent in `iommu_map` and `iommu_unmap`.
     #[pin]
     _iommu_time: File<io_pagetable::IommuTime>,
+    /// `ioasid/contexts`: how many contexts are alive.
+    #[pin]
+    _contexts: File<context::ContextsAlive>,
+    /// `ioasid/wbinvd_count`: how many times WBINVD was executed for user space.
+    #[pin]
+    _wbinvd_count: File<coherency::WbinvdCount>,
+    /// `ioasid/test_assume_noncoherent`, in test builds only (see [`test_seam`]).
+    #[pin]
+    _test_seam: test_seam::SeamFile,
     _debugfs: Dir,
 }
 
@@ -76,7 +94,15 @@ impl kernel::InPlaceModule for IoasidModule {
             _miscdev <- MiscDeviceRegistration::register(options),
             _iopte_counts <- debugfs.read_only_file(c"iopte_counts", io_pagetable::IopteCounts),
             _iommu_time <- debugfs.read_only_file(c"iommu_time", io_pagetable::IommuTime),
+            _contexts <- debugfs.read_only_file(c"contexts", context::ContextsAlive),
+            _wbinvd_count <- debugfs.read_only_file(c"wbinvd_count", coherency::WbinvdCount),
+            _test_seam <- test_seam::file(&debugfs),
             _debugfs: debugfs,
+        })
+        .pin_chain(|this| {
+            // From now on ioasid files can be told from others (the KVM-facing interface).
+            kvm::set_fops(this._miscdev.as_raw());
+            Ok(())
         })
     }
 }

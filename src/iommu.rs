@@ -89,6 +89,72 @@ impl PciDev {
         }
     }
 
+    /// Whether the device's IOMMU can block its no-snoop DMA
+    /// (`IOMMU_CAP_ENFORCE_CACHE_COHERENCY`), so that it may be attached to a coherent IOASID.
+    pub(crate) fn can_enforce_coherency(&self) -> bool {
+        // SAFETY: `dev()` is valid; this only asks the IOMMU driver.
+        unsafe {
+            bindings::device_iommu_capable(
+                self.dev(),
+                bindings::iommu_cap_IOMMU_CAP_ENFORCE_CACHE_COHERENCY,
+            )
+        }
+    }
+
+    /// Whether the device may emit no-snoop DMA, i.e. is *assumed non-coherent*.
+    ///
+    /// Read from the device itself:
+    ///
+    /// - a PCI-X device may: the No Snoop attribute has no enable bit there;
+    /// - any other device that is not PCI Express cannot: conventional PCI has no No Snoop;
+    /// - a PCIe device may if the Enable No Snoop bit of its Device Control register is set;
+    /// - if that bit is clear, it may still be set later (by whoever can write the device's
+    ///   config space), unless it is hardwired to 0, which the PCIe specification allows for a
+    ///   device that never emits No Snoop. To tell, the bit is set, read back and the register
+    ///   restored, with user-space config accesses blocked (`pci_cfg_access_lock`). The caller
+    ///   owns the device's DMA (it is blocked, and no driver is bound), so the probe leaves the
+    ///   register as it found it and nothing can observe it.
+    ///
+    /// A config read that fails answers "may", the safe side.
+    pub(crate) fn may_emit_no_snoop(&self, _ownership: &DmaOwnership) -> bool {
+        let pdev = self.ptr.as_ptr();
+        // SAFETY: `pdev` is valid (type invariant); this walks the capability list.
+        if unsafe { bindings::pci_find_capability(pdev, bindings::PCI_CAP_ID_PCIX as i32) } != 0 {
+            return true;
+        }
+        // SAFETY: `pdev` is valid; `pcie_cap` is set at enumeration and never changes.
+        if unsafe { (*pdev).pcie_cap } == 0 {
+            return false;
+        }
+        let pos = bindings::PCI_EXP_DEVCTL as i32;
+        let enable = bindings::PCI_EXP_DEVCTL_NOSNOOP_EN as u16;
+        let mut ctl: u16 = 0;
+        // SAFETY: `pdev` is valid and `ctl` a valid `u16` to store into.
+        if unsafe { bindings::pcie_capability_read_word(pdev, pos, &mut ctl) } != 0 {
+            return true;
+        }
+        if ctl & enable != 0 {
+            return true;
+        }
+        let mut probed: u16 = 0;
+        // SAFETY: `pdev` is valid. Its DMA is owned by the caller (`_ownership`): no driver
+        // uses it and its DMA is blocked; user-space config accesses wait while the access is
+        // locked, and the register is restored before it is unlocked.
+        let ret = unsafe {
+            bindings::pci_cfg_access_lock(pdev);
+            let ret = bindings::pcie_capability_write_word(pdev, pos, ctl | enable);
+            let read = bindings::pcie_capability_read_word(pdev, pos, &mut probed);
+            bindings::pcie_capability_write_word(pdev, pos, ctl);
+            bindings::pci_cfg_access_unlock(pdev);
+            if ret != 0 {
+                ret
+            } else {
+                read
+            }
+        };
+        ret != 0 || probed & enable != 0
+    }
+
     /// Claims the DMA ownership of the device for `owner`.
     ///
     /// Fails with `EBUSY` if a driver uses the device or its group, or if another owner has it.
@@ -234,6 +300,8 @@ impl Drop for Group {
 pub(crate) const PROT_READ: i32 = bindings::IOMMU_READ as i32;
 /// `IOMMU_WRITE`: the device may write the memory.
 pub(crate) const PROT_WRITE: i32 = bindings::IOMMU_WRITE as i32;
+/// `IOMMU_CACHE`: the DMA is cache-coherent (snooped), whatever the device asks for.
+pub(crate) const PROT_CACHE: i32 = bindings::IOMMU_CACHE as i32;
 
 /// A paging IOMMU domain: an I/O page table in IOMMU hardware.
 ///
@@ -261,6 +329,20 @@ impl Domain {
             (geometry.aperture_start, geometry.aperture_end)
         } else {
             (0, u64::MAX)
+        }
+    }
+
+    /// Makes the domain block no-snoop DMA: every mapping made after this is snooped whatever
+    /// the device asks for. Must be called before anything is mapped or attached. Returns
+    /// whether the IOMMU driver could.
+    pub(crate) fn enforce_cache_coherency(&self) -> bool {
+        // SAFETY: `ptr` is a valid paging domain (type invariant); its `ops` are the driver's.
+        let op = unsafe { (*(*self.ptr.as_ptr()).ops).enforce_cache_coherency };
+        match op {
+            // SAFETY: the driver's op, called on its own domain, with nothing mapped or
+            // attached yet (the caller's duty, as the IOMMU API requires).
+            Some(op) => unsafe { op(self.ptr.as_ptr()) },
+            None => false,
         }
     }
 
@@ -360,6 +442,20 @@ impl Drop for Attachment {
         // SAFETY: `group` is attached to `domain` (type invariant). With the group's DMA owned,
         // detaching puts it on the blocking domain.
         unsafe { bindings::iommu_detach_group(self.domain.ptr.as_ptr(), self.group.ptr.as_ptr()) };
+    }
+}
+
+/// Writes back and invalidates the caches of every CPU. `EOPNOTSUPP` where there is no WBINVD.
+pub(crate) fn wbinvd_on_all_cpus() -> Result {
+    #[cfg(CONFIG_X86)]
+    {
+        // SAFETY: no precondition; it runs WBINVD on every online CPU and waits.
+        unsafe { bindings::wbinvd_on_all_cpus() };
+        Ok(())
+    }
+    #[cfg(not(CONFIG_X86))]
+    {
+        Err(EOPNOTSUPP)
     }
 }
 

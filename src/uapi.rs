@@ -32,6 +32,7 @@ mod generated {
 
 pub(crate) use generated::{
     ioasid_alloc,
+    ioasid_coherency,
     ioasid_device_attach,
     ioasid_device_bind,
     ioasid_device_detach,
@@ -43,18 +44,29 @@ pub(crate) use generated::{
     ioasid_iova_ranges,
     ioasid_map,
     ioasid_unmap,
+    ioasid_wbinvd,
+    IOASID_ALLOC_COHERENT,
     IOASID_API_VERSION,
     IOASID_ARGSZ_MAX,
+    IOASID_CAP_COHERENCY,
     IOASID_CAP_DEVICE,
     IOASID_CAP_DMA,
     IOASID_CAP_IOASID,
     IOASID_DEVICE_CAP_CACHE_COHERENCY,
+    IOASID_COHERENCY_ENFORCED,
+    IOASID_COHERENCY_NONCOHERENT_DMA,
+    IOASID_DEVICE_CAP_COHERENT_ONLY,
+    IOASID_DEVICE_CAP_ENFORCE_COHERENCY,
     IOASID_DEVICE_CAP_ISOLATED_MSI,
     IOASID_ID_MAX,
     IOASID_MAP_FIXED_IOVA,
     IOASID_MAP_READ,
     IOASID_MAP_WRITE,
-    IOASID_UNMAP_ALL, //
+    IOASID_UNMAP_ALL,
+    IOASID_WBINVD_FORBIDDEN,
+    IOASID_WBINVD_NEEDED,
+    IOASID_WBINVD_NOT_NEEDED,
+    IOASID_WBINVD_UNSUPPORTED, //
 };
 
 /// The ioctl type letter, `IOASID_TYPE`.
@@ -83,6 +95,11 @@ pub(crate) const IOASID_DEVICE_GET_INFO: u32 =
     _IO(IOASID_TYPE, generated::IOASID_CMD_DEVICE_GET_INFO);
 /// `IOASID_IOVA_RANGES`.
 pub(crate) const IOASID_IOVA_RANGES: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_IOVA_RANGES);
+/// `IOASID_GET_COHERENCY`.
+pub(crate) const IOASID_GET_COHERENCY: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_GET_COHERENCY);
+/// `IOASID_EXECUTE_WBINVD`.
+pub(crate) const IOASID_EXECUTE_WBINVD: u32 =
+    _IO(IOASID_TYPE, generated::IOASID_CMD_EXECUTE_WBINVD);
 
 /// An ioctl argument struct: begins with `argsz` and `flags` and obeys the extension rules.
 ///
@@ -168,7 +185,7 @@ user_struct!(
     ioasid_alloc,
     fields = [argsz, flags, out_ioasid, __reserved],
     min_end = out_ioasid,
-    flags = 0,
+    flags = IOASID_ALLOC_COHERENT,
     reserved = [__reserved],
 );
 
@@ -270,6 +287,29 @@ user_struct!(
     reserved = [],
 );
 
+user_struct!(
+    ioasid_coherency,
+    fields = [
+        argsz,
+        flags,
+        ioasid,
+        out_ioasid_flags,
+        out_wbinvd,
+        __reserved
+    ],
+    min_end = __reserved,
+    flags = 0,
+    reserved = [__reserved],
+);
+
+user_struct!(
+    ioasid_wbinvd,
+    fields = [argsz, flags],
+    min_end = flags,
+    flags = 0,
+    reserved = [],
+);
+
 // SAFETY: two `u64`s, `#[repr(C)]`, no padding (checked below): every bit pattern is valid.
 unsafe impl FromBytes for ioasid_iova_range {}
 // SAFETY: as above: no padding, every byte initialised.
@@ -289,4 +329,6 @@ const _: () = {
     assert!(<ioasid_unmap as UserStruct>::MIN_SIZE == 40);
     assert!(<ioasid_iova_ranges as UserStruct>::MIN_SIZE == 32);
     assert!(<ioasid_device_info as UserStruct>::MIN_SIZE == 56);
+    assert!(<ioasid_coherency as UserStruct>::MIN_SIZE == 24);
+    assert!(<ioasid_wbinvd as UserStruct>::MIN_SIZE == 8);
 };

@@ -65,6 +65,8 @@ enum {
 	IOASID_CMD_UNMAP = 0x08,
 	IOASID_CMD_IOVA_RANGES = 0x09,
 	IOASID_CMD_DEVICE_GET_INFO = 0x0a,
+	IOASID_CMD_GET_COHERENCY = 0x0b,
+	IOASID_CMD_EXECUTE_WBINVD = 0x0c,
 };
 
 /* Capabilities reported by IOASID_GET_INFO in out_capabilities. */
@@ -75,6 +77,13 @@ enum ioasid_capability {
 	IOASID_CAP_DEVICE = 1 << 1,
 	/* IOASID_MAP, IOASID_UNMAP and IOASID_IOVA_RANGES. */
 	IOASID_CAP_DMA = 1 << 2,
+	/*
+	 * The cache coherency model: IOASID_ALLOC_COHERENT, the device
+	 * capabilities IOASID_DEVICE_CAP_ENFORCE_COHERENCY and
+	 * IOASID_DEVICE_CAP_COHERENT_ONLY, IOASID_GET_COHERENCY and
+	 * IOASID_EXECUTE_WBINVD.
+	 */
+	IOASID_CAP_COHERENCY = 1 << 3,
 };
 
 /**
@@ -101,16 +110,31 @@ struct ioasid_info {
 };
 #define IOASID_GET_INFO		_IO(IOASID_TYPE, IOASID_CMD_GET_INFO)
 
+/* Flags of IOASID_ALLOC. */
+enum ioasid_alloc_flags {
+	/*
+	 * A coherent IOASID: every mapping is made cache-coherent
+	 * (IOMMU_CACHE) and its IOMMU domains block no-snoop DMA, so no
+	 * device attached to it can make WBINVD necessary. Only devices whose
+	 * IOMMU can enforce this (IOASID_DEVICE_CAP_ENFORCE_COHERENCY) can be
+	 * attached to it.
+	 */
+	IOASID_ALLOC_COHERENT = 1 << 0,
+};
+
 /**
  * struct ioasid_alloc - ioctl(IOASID_ALLOC)
  * @argsz: sizeof(struct ioasid_alloc); minimum 12
- * @flags: no flags are defined; must be 0
+ * @flags: enum ioasid_alloc_flags
  * @out_ioasid: the ID of the new IOASID
  * @__reserved: must be 0
  *
  * Creates an empty I/O address space in this context and returns its ID.
  * IDs are allocated cyclically from [1, IOASID_ID_MAX]: a freed ID is not
  * handed out again until the allocator has gone through every other ID.
+ * Without IOASID_ALLOC_COHERENT the IOASID is non-coherent: any device can
+ * be attached, and a device that may emit no-snoop DMA makes WBINVD needed
+ * (see IOASID_GET_COHERENCY).
  *
  * Errors: the common ones, and
  *  ENOSPC: every ID is in use in this context.
@@ -230,6 +254,9 @@ struct ioasid_device_unbind {
  *  EXDEV: another device of its IOMMU group is attached to another IOASID.
  *  ERANGE: an existing mapping of the IOASID lies outside the IOVAs the
  *	device can use (its IOMMU's aperture, its reserved regions).
+ *  EMEDIUMTYPE: @ioasid is coherent (IOASID_ALLOC_COHERENT) and the
+ *	device's IOMMU cannot block its no-snoop DMA (the device lacks
+ *	IOASID_DEVICE_CAP_ENFORCE_COHERENCY). Nothing was changed.
  *  ENOMEM: out of memory.
  */
 struct ioasid_device_attach {
@@ -391,6 +418,19 @@ enum ioasid_device_capability {
 	IOASID_DEVICE_CAP_CACHE_COHERENCY = 1 << 0,
 	/* The IOMMU isolates the device's MSIs (interrupt remapping). */
 	IOASID_DEVICE_CAP_ISOLATED_MSI = 1 << 1,
+	/*
+	 * The IOMMU can block the device's no-snoop DMA
+	 * (IOMMU_CAP_ENFORCE_CACHE_COHERENCY): the device can be attached to a
+	 * coherent IOASID.
+	 */
+	IOASID_DEVICE_CAP_ENFORCE_COHERENCY = 1 << 2,
+	/*
+	 * The device cannot emit no-snoop DMA: it is not PCI Express (nor
+	 * PCI-X), or the Enable No Snoop bit of its PCIe Device Control
+	 * register is hardwired to 0. Without this bit the device is "assumed
+	 * non-coherent".
+	 */
+	IOASID_DEVICE_CAP_COHERENT_ONLY = 1 << 3,
 };
 
 /**
@@ -429,5 +469,80 @@ struct ioasid_device_info {
 	__aligned_u64 out_capabilities;
 };
 #define IOASID_DEVICE_GET_INFO	_IO(IOASID_TYPE, IOASID_CMD_DEVICE_GET_INFO)
+
+/* Per-IOASID coherency, in ioasid_coherency.out_ioasid_flags. */
+enum ioasid_coherency_flags {
+	/* A coherent IOASID (IOASID_ALLOC_COHERENT): no-snoop is blocked. */
+	IOASID_COHERENCY_ENFORCED = 1 << 0,
+	/*
+	 * A non-coherent IOASID with at least one assumed non-coherent
+	 * device attached: DMA through it may bypass the CPU caches.
+	 */
+	IOASID_COHERENCY_NONCOHERENT_DMA = 1 << 1,
+};
+
+/* Whether WBINVD is needed, in ioasid_coherency.out_wbinvd. */
+enum ioasid_wbinvd_state {
+	/*
+	 * No non-coherent IOASID of this context has an assumed non-coherent
+	 * device attached: IOASID_EXECUTE_WBINVD does nothing (ENODATA).
+	 */
+	IOASID_WBINVD_NOT_NEEDED = 0,
+	/* At least one has: IOASID_EXECUTE_WBINVD flushes the caches. */
+	IOASID_WBINVD_NEEDED = 1,
+	/* The administrator forbade WBINVD (module parameter forbid_wbinvd). */
+	IOASID_WBINVD_FORBIDDEN = 2,
+	/* The CPU architecture has no WBINVD (anything but x86). */
+	IOASID_WBINVD_UNSUPPORTED = 3,
+};
+
+/**
+ * struct ioasid_coherency - ioctl(IOASID_GET_COHERENCY)
+ * @argsz: sizeof(struct ioasid_coherency); minimum 24
+ * @flags: no flags are defined; must be 0
+ * @ioasid: an IOASID of this context to report on, or 0 for none
+ * @out_ioasid_flags: enum ioasid_coherency_flags of @ioasid (0 if @ioasid
+ *	is 0)
+ * @out_wbinvd: enum ioasid_wbinvd_state of this context
+ * @__reserved: must be 0
+ *
+ * Reports whether an IOASID enforces coherency and whether non-coherent DMA
+ * goes through it, and whether WBINVD is needed for this context: exactly
+ * what IOASID_EXECUTE_WBINVD and the in-kernel KVM interface act on.
+ *
+ * Errors: the common ones, and
+ *  ENOENT: @ioasid is neither 0 nor a live IOASID of this context.
+ */
+struct ioasid_coherency {
+	__u32 argsz;
+	__u32 flags;
+	__u32 ioasid;
+	__u32 out_ioasid_flags;
+	__u32 out_wbinvd;
+	__u32 __reserved;
+};
+#define IOASID_GET_COHERENCY	_IO(IOASID_TYPE, IOASID_CMD_GET_COHERENCY)
+
+/**
+ * struct ioasid_wbinvd - ioctl(IOASID_EXECUTE_WBINVD)
+ * @argsz: sizeof(struct ioasid_wbinvd); minimum 8
+ * @flags: no flags are defined; must be 0
+ *
+ * Writes back and invalidates the caches of all CPUs (WBINVD on each),
+ * but only while WBINVD is needed: while a non-coherent IOASID of this
+ * context has an assumed non-coherent device attached (IOASID_WBINVD_NEEDED).
+ * A program that owns such a device uses this where a driver would flush
+ * around no-snoop DMA.
+ *
+ * Errors: the common ones, and
+ *  ENODATA: WBINVD is not needed (IOASID_WBINVD_NOT_NEEDED); nothing done.
+ *  EPERM: the administrator forbade WBINVD (IOASID_WBINVD_FORBIDDEN).
+ *  EOPNOTSUPP: the architecture has no WBINVD (IOASID_WBINVD_UNSUPPORTED).
+ */
+struct ioasid_wbinvd {
+	__u32 argsz;
+	__u32 flags;
+};
+#define IOASID_EXECUTE_WBINVD	_IO(IOASID_TYPE, IOASID_CMD_EXECUTE_WBINVD)
 
 #endif /* _UAPI_LINUX_IOASID_H */

@@ -28,6 +28,7 @@
 #include <linux/ioasid.h>
 
 #include "edu.h"
+#include "ioasid_util.h"
 #include "kselftest_harness.h"
 
 #define PAGE 4096
@@ -36,11 +37,6 @@
 #define IOVA_SRC 0x100000
 #define IOVA_DST 0x200000
 #define IOVA_UNMAPPED 0x300000
-
-static int xioctl(int fd, unsigned long cmd, void *arg)
-{
-	return ioctl(fd, cmd, arg) ? -errno : 0;
-}
 
 static void kmsg(const char *msg)
 {
@@ -159,82 +155,6 @@ static int edu_round_trip(struct edu *e, uint64_t src, uint64_t dst, uint32_t of
 		return -1;
 	return edu_dma(e, EDU_BUF + off, dst, len, 1);
 }
-
-/* --- the uAPI -------------------------------------------------------------- */
-
-static int bind_dev(int fd, struct edu *e, __u32 *dev_id, __u32 *group)
-{
-	struct ioasid_device_bind b = {
-		.argsz = sizeof(b), .pci_segment = e->seg, .pci_bus = e->bus, .pci_devfn = e->devfn,
-	};
-	int ret = xioctl(fd, IOASID_DEVICE_BIND, &b);
-
-	*dev_id = b.out_dev_id;
-	if (group)
-		*group = b.out_group_id;
-	return ret;
-}
-
-static int attach(int fd, __u32 dev_id, __u32 ioasid)
-{
-	struct ioasid_device_attach a = { .argsz = sizeof(a), .dev_id = dev_id, .ioasid = ioasid };
-
-	return xioctl(fd, IOASID_DEVICE_ATTACH, &a);
-}
-
-static int detach(int fd, __u32 dev_id)
-{
-	struct ioasid_device_detach d = { .argsz = sizeof(d), .dev_id = dev_id };
-
-	return xioctl(fd, IOASID_DEVICE_DETACH, &d);
-}
-
-static int unbind(int fd, __u32 dev_id)
-{
-	struct ioasid_device_unbind u = { .argsz = sizeof(u), .dev_id = dev_id };
-
-	return xioctl(fd, IOASID_DEVICE_UNBIND, &u);
-}
-
-static int alloc_ioasid(int fd, __u32 *id)
-{
-	struct ioasid_alloc a = { .argsz = sizeof(a) };
-	int ret = xioctl(fd, IOASID_ALLOC, &a);
-
-	*id = a.out_ioasid;
-	return ret;
-}
-
-static int free_ioasid(int fd, __u32 id)
-{
-	struct ioasid_free f = { .argsz = sizeof(f), .ioasid = id };
-
-	return xioctl(fd, IOASID_FREE, &f);
-}
-
-static int map_at(int fd, __u32 ioasid, void *va, __u64 length, __u64 iova, __u32 prot)
-{
-	struct ioasid_map m = {
-		.argsz = sizeof(m), .flags = prot | IOASID_MAP_FIXED_IOVA, .ioasid = ioasid,
-		.user_va = (uintptr_t)va, .length = length, .iova = iova,
-	};
-
-	return xioctl(fd, IOASID_MAP, &m);
-}
-
-static int unmap(int fd, __u32 ioasid, __u64 iova, __u64 length, __u64 *unmapped)
-{
-	struct ioasid_unmap u = {
-		.argsz = sizeof(u), .ioasid = ioasid, .iova = iova, .length = length,
-	};
-	int ret = xioctl(fd, IOASID_UNMAP, &u);
-
-	if (unmapped)
-		*unmapped = u.out_unmapped;
-	return ret;
-}
-
-#define RW (IOASID_MAP_READ | IOASID_MAP_WRITE)
 
 /* --- fixtures ------------------------------------------------------------ */
 

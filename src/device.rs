@@ -208,12 +208,10 @@ impl DeviceTable {
             Some(a) if a.id != ioasid_id => Err(EXDEV),
             Some(a) => {
                 a.devices.push(dev_id, GFP_KERNEL_ACCOUNT)?;
-                if let Err(e) = a.ioasid.attach_device(
-                    dev_id,
-                    &dev.pdev,
-                    &dev.group,
-                    dev.assumed_noncoherent,
-                ) {
+                if let Err(e) =
+                    a.ioasid
+                        .attach_device(dev_id, &dev.pdev, &dev.group, dev.assumed_noncoherent)
+                {
                     a.devices.retain(|d| *d != dev_id);
                     return Err(e);
                 }
@@ -226,12 +224,7 @@ impl DeviceTable {
                     .push(dev_id, GFP_KERNEL_ACCOUNT)
                     .map_err(Error::from)
                     .and_then(|()| {
-                        ioasid.attach_device(
-                            dev_id,
-                            &dev.pdev,
-                            &dev.group,
-                            dev.assumed_noncoherent,
-                        )
+                        ioasid.attach_device(dev_id, &dev.pdev, &dev.group, dev.assumed_noncoherent)
                     })
                 {
                     ioasids.put_user(ioasid_id, ioasid);

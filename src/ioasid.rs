@@ -177,7 +177,11 @@ impl Ioasid {
         prot: i32,
     ) -> Result<u64> {
         // In a coherent IOASID every mapping is snooped.
-        let prot = if self.coherent { prot | PROT_CACHE } else { prot };
+        let prot = if self.coherent {
+            prot | PROT_CACHE
+        } else {
+            prot
+        };
         self.live()?.iopt.map(user_va, length, iova, prot)
     }
 

@@ -2,19 +2,23 @@
 #
 # ioasid: user-facing entry points. The module's own build rules are in Kbuild.
 #
-#   make check          set up everything, build, lint, run all tests in the VM
+#   make check          set up everything, build, lint, run all tests in VMs (x86_64 and arm64)
 #   make run            set up everything, boot the VM and run the demo
 #   make bench          set up everything, boot the VM and run the map/unmap benchmark
 #   make lint           rustfmt (kernel .rustfmt.toml) + CLIPPY=1 build, no warnings allowed
 #   make                build ioasid.ko against KDIR (default: the cached test kernel)
 #   make KDIR=/lib/modules/$(uname -r)/build   build against your own Rust-enabled kernel
 #
-# Variables: ARCH=x86_64|arm64 (default x86_64); IOMMU=intel|amd|virtio, the one IOMMU model
-# to test (`make check` default: all three; `make run` default: intel); IOMMUS="..." several;
+# Variables: ARCH=x86_64|arm64 (`make check` default: both; else x86_64); IOMMU=intel|
+# intel-nosc|amd|virtio|smmuv3, the one IOMMU model to test (`make check` default: all;
+# `make run` default: intel, or smmuv3 on arm64); IOMMUS="..." several;
 # KVM=1 (opt-in acceleration); VM_TIMEOUT (s); IOASID_CACHE (default ~/.cache/ioasid).
 
-ARCH ?= x86_64
-export ARCH IOMMU IOMMUS
+# ARCH unset: `make check` runs both architectures, everything else x86_64.
+ifdef ARCH
+export ARCH
+endif
+export IOMMU IOMMUS
 
 SCRIPTS := $(CURDIR)/scripts
 

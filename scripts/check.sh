@@ -1,22 +1,43 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# `make check`: from a fresh machine, install the toolchain, build (or reuse)
-# the test kernel, build and lint the module, build the kselftests, run
-# everything in the VM behind each IOMMU model in $IOMMUS (default: $IOMMU if
-# set, else all four: intel intel-nosc amd virtio), and close with "N passed, N failed". Exits non-zero on any
-# failure. Per-test lines are in build/$ARCH/results.txt, VM logs under
-# build/$ARCH/logs/<iommu>/.
+# `make check`: from a fresh machine, install the toolchain, then for each
+# architecture (ARCH if set, else both x86_64 and arm64) build (or reuse) the
+# test kernel, build the module and the tests, and run everything in a VM
+# behind each of its IOMMU models:
+#
+#   x86_64: intel (VT-d, snoop control on), intel-nosc (VT-d without snoop
+#           control), amd (AMD-Vi), virtio (virtio-iommu)
+#   arm64:  smmuv3 (SMMUv3 on the virt machine)
+#
+# IOMMU=... or IOMMUS="..." runs only those models (on the architectures that
+# have them). The lint runs once, on the x86_64 build. Closes with
+# "N passed, N failed" over everything; exits non-zero on any failure. Every
+# result line is labelled ARCH/IOMMU; all of them are in build/results.txt,
+# VM logs under build/ARCH/logs/IOMMU/.
 
 . "$(dirname "$0")/common.sh"
 
-BUILD=$IOASID_REPO/build/$IOASID_ARCH
-RESULTS=$BUILD/results.txt
-IOMMUS=${IOMMUS:-${IOMMU:-intel intel-nosc amd virtio}}
-mkdir -p "$BUILD/logs"
+ARCHES=${ARCH:-x86_64 arm64}
+RESULTS=$IOASID_REPO/build/results.txt
+mkdir -p "$IOASID_REPO/build"
 : >"$RESULTS"
 export RESULTS
 t0=$(date +%s)
+
+# The IOMMU models to run on architecture $1.
+iommus_for() {
+	local all want m out=
+	case "$1" in
+	x86_64) all="intel intel-nosc amd virtio" ;;
+	arm64) all="smmuv3" ;;
+	esac
+	want=${IOMMUS:-${IOMMU:-$all}}
+	for m in $want; do
+		case " $all " in *" $m "*) out+=" $m" ;; esac
+	done
+	echo $out
+}
 
 summary() {
 	local passed failed
@@ -38,7 +59,8 @@ summary() {
 step() {
 	local name=$1 slog start
 	shift
-	slog=$BUILD/logs/$(echo "$name" | tr ' /' '__').log
+	slog=$IOASID_REPO/build/logs/$(echo "$name" | tr ' /' '__').log
+	mkdir -p "$(dirname "$slog")"
 	start=$(date +%s)
 	log "$name"
 	if "$@" >"$slog" 2>&1; then
@@ -52,21 +74,26 @@ step() {
 }
 
 step "toolchain" "$IOASID_REPO/scripts/toolchain.sh"
-step "test kernel" "$IOASID_REPO/scripts/kernel.sh"
-load_toolchain
-KOUT=$("$IOASID_REPO/scripts/kernel.sh" --dir)
-step "module build" "$IOASID_REPO/scripts/module.sh"
-step "selftests build" "$IOASID_REPO/scripts/selftests.sh"
 
-log "lint"
-"$IOASID_REPO/scripts/lint.sh" "$KOUT" || true
-
-for iommu in $IOMMUS; do
-	logdir=$BUILD/logs/$iommu
-	IOMMU=$iommu IOASID_LOGDIR=$logdir "$IOASID_REPO/scripts/vm.sh" check ||
-		echo "FAIL [$IOASID_ARCH/$iommu] vm: runner (see $logdir)" >>"$RESULTS"
-	python3 "$IOASID_REPO/scripts/results.py" "$logdir" "$IOASID_ARCH/$iommu" "$RESULTS" |
-		grep -v '^PASS' || true
+for arch in $ARCHES; do
+	iommus=$(iommus_for "$arch")
+	[ -n "$iommus" ] || continue
+	export ARCH=$arch
+	step "$arch test kernel" "$IOASID_REPO/scripts/kernel.sh"
+	step "$arch module build" "$IOASID_REPO/scripts/module.sh"
+	step "$arch selftests build" "$IOASID_REPO/scripts/selftests.sh"
+	if [ "$arch" = x86_64 ]; then
+		log "lint"
+		load_toolchain
+		"$IOASID_REPO/scripts/lint.sh" "$("$IOASID_REPO/scripts/kernel.sh" --dir)" || true
+	fi
+	for iommu in $iommus; do
+		logdir=$IOASID_REPO/build/$arch/logs/$iommu
+		IOMMU=$iommu IOASID_LOGDIR=$logdir "$IOASID_REPO/scripts/vm.sh" check ||
+			echo "FAIL [$arch/$iommu] vm: runner (see $logdir)" >>"$RESULTS"
+		python3 "$IOASID_REPO/scripts/results.py" "$logdir" "$arch/$iommu" "$RESULTS" |
+			grep -v '^PASS' || true
+	done
 done
 
 summary

@@ -7,7 +7,8 @@
 #
 # Usage: vm.sh check|run|bench
 #
-# Environment: ARCH (x86_64), IOMMU (intel|intel-nosc|amd|virtio), KVM=1 to use KVM
+# Environment: ARCH (x86_64|arm64), IOMMU (x86_64: intel|intel-nosc|amd|virtio,
+# arm64: smmuv3), KVM=1 to use KVM
 # instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR.
 #
 # The guest writes the kernel console to its serial port and the test output
@@ -23,7 +24,11 @@
 load_toolchain
 
 MODE=${1:-check}
-IOMMU=${IOMMU:-intel}
+if [ "$IOASID_ARCH" = arm64 ]; then
+	IOMMU=${IOMMU:-smmuv3}
+else
+	IOMMU=${IOMMU:-intel}
+fi
 VM_TIMEOUT=${VM_TIMEOUT:-900}
 BUILD=$IOASID_REPO/build/$IOASID_ARCH
 LOGDIR=${IOASID_LOGDIR:-$BUILD/logs/$IOMMU}
@@ -40,7 +45,11 @@ PROBE=$BUILD/module/tools/selftests/ioasid/kvm_probe/ioasid_kvm_probe.ko
 ROOT=$BUILD/initramfs
 rm -rf "$ROOT"
 mkdir -p "$ROOT"/{bin,dev,proc,sys,tmp,lib,tests}
-cp /bin/busybox "$ROOT/bin/busybox"
+if [ "$IOASID_ARCH" = arm64 ]; then
+	cp "$ARM64_BUSYBOX" "$ROOT/bin/busybox"
+else
+	cp /bin/busybox "$ROOT/bin/busybox"
+fi
 ln -s busybox "$ROOT/bin/sh"
 cp "$MODULE" "$ROOT/lib/ioasid.ko"
 cp "$PROBE" "$ROOT/lib/ioasid_kvm_probe.ko"
@@ -199,9 +208,13 @@ rm -f "$LOGDIR"/console.log "$LOGDIR"/tests.log
 
 # The runner's own settings use the prefix "ioasid_vm.", not "ioasid.", which
 # the kernel would hand to the module as parameters.
-APPEND="console=ttyS0 panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
+CONSOLE=ttyS0
+[ "$IOASID_ARCH" = arm64 ] && CONSOLE=ttyAMA0
+APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
 # Whether the IOMMU can block no-snoop DMA (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):
-# VT-d with snoop control, and AMD-Vi; not VT-d without it, not virtio-iommu.
+# VT-d with snoop control, and AMD-Vi; not VT-d without it, not virtio-iommu,
+# and not SMMUv3 on a device-tree machine (the driver takes CANWBS from the
+# ACPI IORT only).
 case "$IOMMU" in
 intel | amd) APPEND+=" ioasid_vm.enforce=1" ;;
 *) APPEND+=" ioasid_vm.enforce=0" ;;
@@ -259,8 +272,19 @@ x86_64)
 	# its Enable No Snoop is hardwired to 0, like every QEMU device's.
 	QEMU_ARGS+=(-device pcie-root-port,id=rp0,chassis=2,addr=08.0 -device e1000e,bus=rp0)
 	;;
-*)
-	die "ARCH=$IOASID_ARCH is not supported by the VM runner yet"
+arm64)
+	QEMU=qemu-system-aarch64
+	[ "$IOMMU" = smmuv3 ] || die "unknown IOMMU=$IOMMU for arm64 (smmuv3)"
+	# QEMU's SMMUv3, a GICv3 with an ITS (which isolates MSIs), and the
+	# same device topology as on x86: a lone edu, a multi-function pair,
+	# two edus behind a conventional PCI bridge, and a PCIe endpoint
+	# behind a root port.
+	QEMU_ARGS+=(-machine virt,iommu=smmuv3,gic-version=3
+		-device edu,addr=05.0
+		-device edu,addr=06.0,multifunction=on -device edu,addr=06.1
+		-device pci-bridge,id=br0,chassis_nr=1,addr=07.0
+		-device edu,bus=br0,addr=01.0 -device edu,bus=br0,addr=02.0
+		-device pcie-root-port,id=rp0,chassis=2,addr=08.0 -device e1000e,bus=rp0)
 	;;
 esac
 

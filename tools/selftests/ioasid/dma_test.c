@@ -38,6 +38,15 @@
 #define IOVA_DST 0x200000
 #define IOVA_UNMAPPED 0x300000
 
+/* The reserved MSI window of the architecture. */
+#if defined(__aarch64__)
+#define MSI_WINDOW_START 0x8000000ull	/* MSI_IOVA_BASE of the SMMU drivers */
+#define MSI_WINDOW_LAST 0x80fffffull
+#else
+#define MSI_WINDOW_START 0xfee00000ull
+#define MSI_WINDOW_LAST 0xfeefffffull
+#endif
+
 static void kmsg(const char *msg)
 {
 	int fd = open("/dev/kmsg", O_WRONLY);
@@ -326,7 +335,15 @@ TEST_F(dma, write_only_mapping_blocks_device_reads)
 	memset(self->dst, 0, PAGE);
 	ASSERT_EQ(0, edu_dma(&self->edu, EDU_BUF, IOVA_DST, PAGE, 1));
 	for (int i = 0; i < 64; i++) {
+#if defined(__aarch64__)
+		/*
+		 * Arm's stage-1 page tables (SMMUv3) cannot express write-only:
+		 * a writable page is readable. The read went through.
+		 */
+		EXPECT_EQ(0x22, self->dst[i]) TH_LOG("byte %d: write-only is readable on SMMUv3", i);
+#else
 		EXPECT_NE(0x22, self->dst[i]) TH_LOG("byte %d came from the write-only page", i);
+#endif
 	}
 	fill(self->src, PAGE, 5);
 	EXPECT_EQ(0, memcmp(self->src + 64, self->dst + 64, PAGE - 64));
@@ -532,13 +549,20 @@ TEST_F(dma, device_info_matches_what_the_iommu_enforces)
 	EXPECT_NE(0, info.out_pgsize_bitmap & PAGE);
 	EXPECT_LT(0xffffffffull, info.out_aperture_last);
 	for (__u32 i = 0; i < info.num_regions && i < 8; i++) {
-		if (regions[i].start <= 0xfee00000 && regions[i].last >= 0xfeefffff)
+		if (regions[i].start <= MSI_WINDOW_START && regions[i].last >= MSI_WINDOW_LAST)
 			msi_window = 1;
 	}
-	/* x86: the MSI window is reserved. */
+	/*
+	 * The MSI window is reserved: on x86 the interrupt address range, on
+	 * arm64 the IOVA window the SMMUv3 driver maps the GIC ITS doorbell in
+	 * (a software-managed MSI region).
+	 */
 	EXPECT_TRUE(msi_window);
-	/* Interrupt remapping is on in the VT-d VM, off in the virtio-iommu one. */
-	if (model && !strcmp(model, "intel")) {
+	/*
+	 * MSIs are isolated by VT-d's interrupt remapping and by the GICv3 ITS;
+	 * not in the virtio-iommu VM.
+	 */
+	if (model && (!strncmp(model, "intel", 5) || !strcmp(model, "smmuv3"))) {
 		EXPECT_NE(0, info.out_capabilities & IOASID_DEVICE_CAP_ISOLATED_MSI);
 	}
 	if (model && !strcmp(model, "virtio")) {
@@ -687,6 +711,21 @@ TEST(bridged_devices_share_a_group)
 	ASSERT_LE(0, b);
 	ASSERT_EQ(0, edu_setup(&e0, "0000:01:01.0"));
 	ASSERT_EQ(0, edu_setup(&e1, "0000:01:02.0"));
+#if defined(__aarch64__)
+	/*
+	 * The SMMUv3 driver does not support a StreamID shared by several
+	 * devices ("Aliasing StreamID unsupported"): devices behind a
+	 * conventional PCI bridge get no IOMMU group at all, and binding
+	 * them is refused as "not behind an IOMMU".
+	 */
+	EXPECT_EQ(-ENODEV, bind_dev(a, &e0, &d0, NULL));
+	EXPECT_EQ(-ENODEV, bind_dev(b, &e1, &d1, NULL));
+	EXPECT_EQ(0, access("/sys/bus/pci/devices/0000:00:07.0/iommu_group", F_OK));
+	EXPECT_NE(0, access("/sys/bus/pci/devices/0000:01:01.0/iommu_group", F_OK));
+	close(a);
+	close(b);
+	return;
+#endif
 	ASSERT_EQ(0, bind_dev(a, &e0, &d0, NULL));
 	EXPECT_EQ(-EBUSY, bind_dev(b, &e1, &x, NULL));
 	ASSERT_EQ(0, bind_dev(a, &e1, &d1, NULL));

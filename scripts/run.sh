@@ -15,13 +15,19 @@
 
 BUILD=$IOASID_REPO/build/$IOASID_ARCH
 MODE=${MODE:-run}
-LOGDIR=$BUILD/logs/$MODE-${IOMMU:-intel}
+if [ "$IOASID_ARCH" = arm64 ]; then
+	IOMMU=${IOMMU:-smmuv3}
+else
+	IOMMU=${IOMMU:-intel}
+fi
+export IOMMU
+LOGDIR=$BUILD/logs/$MODE-$IOMMU
 IOASID_LOGDIR=$LOGDIR "$IOASID_REPO/scripts/vm.sh" "$MODE"
 RESULTS=$BUILD/run-results.txt
 : >"$RESULTS"
-python3 "$IOASID_REPO/scripts/results.py" "$LOGDIR" "$IOASID_ARCH/${IOMMU:-intel}" "$RESULTS" >/dev/null
+python3 "$IOASID_REPO/scripts/results.py" "$LOGDIR" "$IOASID_ARCH/$IOMMU" "$RESULTS" >/dev/null
 if ! tr -d '\r' <"$LOGDIR/tests.log" | grep -q "^IOASID-PROGRAM $MODE rc=0"; then
-	echo "FAIL [$IOASID_ARCH/${IOMMU:-intel}] $MODE: the program failed" >>"$RESULTS"
+	echo "FAIL [$IOASID_ARCH/$IOMMU] $MODE: the program failed" >>"$RESULTS"
 fi
 if grep -q '^FAIL' "$RESULTS"; then
 	grep '^FAIL' "$RESULTS"

@@ -205,3 +205,59 @@ impl core::fmt::Debug for WbinvdCount {
         write!(f, "{}", WBINVD_RUNS.load(Relaxed))
     }
 }
+
+#[kunit_tests(ioasid_coherency)]
+mod tests {
+    use super::*;
+
+    static EVENTS: Atomic<u32> = Atomic::new(0);
+    static LAST: Atomic<bool> = Atomic::new(false);
+
+    /// The watch's callback: counts and records.
+    ///
+    /// # Safety
+    ///
+    /// None beyond the callback's contract; it does not dereference `_watch`.
+    unsafe extern "C" fn changed(_watch: *mut IoasidCoherencyWatch, noncoherent: bool) {
+        EVENTS.fetch_add(1, Relaxed);
+        LAST.store(noncoherent, Relaxed);
+    }
+
+    #[test]
+    fn the_answer_follows_the_count_and_each_change_is_reported_once() -> Result {
+        let allowed = !forbidden();
+        let c = Coherency::new()?;
+        let mut w = IoasidCoherencyWatch {
+            changed: Some(changed),
+        };
+        let ptr = NonNull::from(&mut w);
+        EVENTS.store(0, Relaxed);
+        // SAFETY: `w` outlives its registration: it is unregistered below.
+        let watch = unsafe { Watch::new(ptr) }.ok_or(EINVAL)?;
+        assert!(!c.watch(watch)?);
+        c.get();
+        assert_eq!(c.noncoherent_dma(), allowed);
+        c.get();
+        c.put();
+        // One change for 0 -> 1, none for 1 -> 2 -> 1.
+        assert_eq!(EVENTS.load(Relaxed), u32::from(allowed));
+        assert_eq!(LAST.load(Relaxed), allowed);
+        c.put();
+        assert!(!c.noncoherent_dma());
+        assert_eq!(EVENTS.load(Relaxed), 2 * u32::from(allowed));
+        assert!(c.unwatch(ptr));
+        assert!(!c.unwatch(ptr));
+        // Not registered any more: not told.
+        c.get();
+        c.put();
+        assert_eq!(EVENTS.load(Relaxed), 2 * u32::from(allowed));
+        Ok(())
+    }
+
+    #[test]
+    fn a_watch_without_callback_is_refused() {
+        let mut w = IoasidCoherencyWatch { changed: None };
+        // SAFETY: `w` is valid; it is never registered.
+        assert!(unsafe { Watch::new(NonNull::from(&mut w)) }.is_none());
+    }
+}

@@ -49,7 +49,8 @@ use crate::context::Context;
 /// `struct ioasid_coherency_watch` of `include/linux/ioasid_kvm.h`.
 #[repr(C)]
 pub(crate) struct IoasidCoherencyWatch {
-    changed: Option<unsafe extern "C" fn(watch: *mut IoasidCoherencyWatch, noncoherent: bool)>,
+    pub(crate) changed:
+        Option<unsafe extern "C" fn(watch: *mut IoasidCoherencyWatch, noncoherent: bool)>,
 }
 
 /// A registered watch.
@@ -68,6 +69,19 @@ unsafe impl Send for Watch {}
 unsafe impl Sync for Watch {}
 
 impl Watch {
+    /// A watch for the `struct ioasid_coherency_watch` at `ptr`, or `None` if it has no
+    /// `changed()`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid, and stay valid and unchanged until the watch is unregistered.
+    pub(crate) unsafe fn new(ptr: NonNull<IoasidCoherencyWatch>) -> Option<Self> {
+        // SAFETY: `ptr` is valid (function's safety requirement).
+        unsafe { (*ptr.as_ptr()).changed }?;
+        // INVARIANT: valid with a `changed()`, and kept valid until unregistered.
+        Some(Watch { ptr })
+    }
+
     /// Whether this is the watch at `ptr`.
     pub(crate) fn is(&self, ptr: NonNull<IoasidCoherencyWatch>) -> bool {
         self.ptr == ptr
@@ -166,12 +180,10 @@ pub(crate) unsafe extern "C" fn ioasid_ctx_watch_coherency(
     let Some(ptr) = NonNull::new(watch) else {
         return EINVAL.to_errno();
     };
-    // SAFETY: `watch` is valid (function's safety requirement).
-    if unsafe { (*watch).changed }.is_none() {
+    // SAFETY: `watch` is valid until unregistered (function's safety requirement).
+    let Some(w) = (unsafe { Watch::new(ptr) }) else {
         return EINVAL.to_errno();
-    }
-    // INVARIANT: valid with a `changed()`, and kept valid by the caller until unregistered.
-    let w = Watch { ptr };
+    };
     // SAFETY: the function's safety requirement.
     match unsafe { ctx_ref(ctx) }.coherency().watch(w) {
         Ok(answer) => {

@@ -18,7 +18,9 @@
 //! 1. the context's `groups` mutex ([`DeviceTable::groups`]), held for every bind, unbind,
 //!    attach and detach;
 //! 2. an IOASID's state mutex (see [`crate::ioasid`]);
-//! 3. the XArray locks of the ID tables (see [`crate::id_table`]).
+//! 3. the context's coherency mutex (see [`crate::coherency`]), under which the KVM-facing
+//!    watches are called;
+//! 4. the XArray locks of the ID tables (see [`crate::id_table`]).
 
 use kernel::{
     new_mutex,

@@ -21,6 +21,7 @@
 #include <linux/ioasid.h>
 
 #include "edu.h"
+#include "ioasid_util.h"
 
 static void show_file(const char *title, const char *path)
 {
@@ -40,21 +41,6 @@ static void show_file(const char *title, const char *path)
 	printf("%s (%s):\n", title, path);
 	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
 		printf("    %s\n", line);
-}
-
-static long vmlck_kb(void)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmLck:", 6))
-			val = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return val;
 }
 
 #define CHECK(call) do {								\

@@ -131,11 +131,7 @@ static int seam(const char *bdf)
 
 static int alloc_kind(int fd, int coherent, __u32 *id)
 {
-	struct ioasid_alloc a = { .argsz = sizeof(a), .flags = coherent ? IOASID_ALLOC_COHERENT : 0 };
-	int ret = xioctl(fd, IOASID_ALLOC, &a);
-
-	*id = a.out_ioasid;
-	return ret;
+	return alloc_ioasid_flags(fd, coherent ? IOASID_ALLOC_COHERENT : 0, id);
 }
 
 static int coherency(int fd, __u32 ioasid, __u32 *flags, __u32 *wbinvd)
@@ -303,17 +299,10 @@ static int find_pci(long vendor, long device, char *bdf)
 static int bind_bdf(int fd, const char *bdf, __u32 *dev)
 {
 	unsigned int seg, bus, slot, fn;
-	struct ioasid_device_bind b = { .argsz = sizeof(b) };
-	int ret;
 
 	if (sscanf(bdf, "%x:%x:%x.%x", &seg, &bus, &slot, &fn) != 4)
 		return -EINVAL;
-	b.pci_segment = seg;
-	b.pci_bus = bus;
-	b.pci_devfn = slot << 3 | fn;
-	ret = xioctl(fd, IOASID_DEVICE_BIND, &b);
-	*dev = b.out_dev_id;
-	return ret;
+	return bind_pci(fd, seg, bus, slot << 3 | fn, dev, NULL);
 }
 
 /* --- fixture: a context, the edu, a buffer --------------------------------- */

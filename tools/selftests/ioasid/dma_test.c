@@ -88,22 +88,6 @@ static long pins(void)
 	return vmstat("nr_foll_pin_acquired") - vmstat("nr_foll_pin_released");
 }
 
-/* VmLck of this process, in kB. */
-static long vmlck(void)
-{
-	char line[256];
-	long val = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmLck:", 6))
-			val = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return val;
-}
-
 /*
  * Whether DMA of emulated devices is really translated by the VM's IOMMU.
  * QEMU 10.0's amd-iommu emulates interrupt remapping only: the DMA of
@@ -351,12 +335,12 @@ TEST_F(dma, write_only_mapping_blocks_device_reads)
 
 TEST_F(dma, unmap_blocks_and_unpins)
 {
-	long pins0 = pins(), lck0 = vmlck();
+	long pins0 = pins(), lck0 = vmlck_kb();
 	__u64 unmapped = 0;
 
 	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
 	EXPECT_EQ(pins0 + 1, pins());
-	EXPECT_EQ(lck0 + 4, vmlck());
+	EXPECT_EQ(lck0 + 4, vmlck_kb());
 	fill(self->src, PAGE, 6);
 	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
 	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
@@ -364,7 +348,7 @@ TEST_F(dma, unmap_blocks_and_unpins)
 	EXPECT_EQ(PAGE, unmapped);
 	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, &unmapped));
 	EXPECT_EQ(pins0, pins());
-	EXPECT_EQ(lck0, vmlck());
+	EXPECT_EQ(lck0, vmlck_kb());
 	/* The unmapped IOVA no longer reaches the page. */
 	memset(self->dst, 0x33, PAGE);
 	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
@@ -413,7 +397,7 @@ TEST_F(dma, detach_and_unbind_block_dma)
 
 TEST_F(dma, bad_map_requests_leave_nothing_behind)
 {
-	long pins0 = pins(), lck0 = vmlck();
+	long pins0 = pins(), lck0 = vmlck_kb();
 	struct ioasid_iova_ranges r = { .argsz = sizeof(r), .ioasid = self->ioasid };
 	struct ioasid_iova_range ranges[8];
 	struct ioasid_unmap all = { .argsz = sizeof(all), .flags = IOASID_UNMAP_ALL };
@@ -451,7 +435,7 @@ TEST_F(dma, bad_map_requests_leave_nothing_behind)
 	}
 	/* Only the first mapping is there. */
 	EXPECT_EQ(pins0 + 1, pins());
-	EXPECT_EQ(lck0 + 4, vmlck());
+	EXPECT_EQ(lck0 + 4, vmlck_kb());
 
 	/* UNMAP: cutting a mapping, or nothing there. */
 	EXPECT_EQ(0, map_at(self->fd, self->ioasid, self->buf + 2 * PAGE, 2 * PAGE, IOVA_DST, RW));
@@ -462,7 +446,7 @@ TEST_F(dma, bad_map_requests_leave_nothing_behind)
 	ASSERT_EQ(0, xioctl(self->fd, IOASID_UNMAP, &all));
 	EXPECT_EQ(3 * PAGE, all.out_unmapped);
 	EXPECT_EQ(pins0, pins());
-	EXPECT_EQ(lck0, vmlck());
+	EXPECT_EQ(lck0, vmlck_kb());
 }
 
 /* The IOPTE counts the module shows in debugfs: 4 KiB and 2 MiB. */
@@ -784,13 +768,13 @@ TEST(unprivileged_holder_of_the_fd)
 		memset(buf, 1, 32 * PAGE);
 		if (map_at(fd, ioasid, buf, 16 * PAGE, IOVA_SRC, RW))
 			_exit(11);
-		lck = vmlck();
+		lck = vmlck_kb();
 		/* One page more than the limit allows: refused, nothing pinned. */
 		if (map_at(fd, ioasid, buf + 16 * PAGE, PAGE, IOVA_DST, RW) != -ENOMEM)
 			_exit(12);
-		if (vmlck() != lck || lck != 64)
+		if (vmlck_kb() != lck || lck != 64)
 			_exit(13);
-		if (unmap(fd, ioasid, IOVA_SRC, 16 * PAGE, NULL) || vmlck() != 0)
+		if (unmap(fd, ioasid, IOVA_SRC, 16 * PAGE, NULL) || vmlck_kb() != 0)
 			_exit(14);
 		if (map_at(fd, ioasid, buf + 16 * PAGE, PAGE, IOVA_DST, RW))
 			_exit(15);

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * One-line wrappers of the /dev/ioasid ioctls, shared by the kselftests that
- * drive devices (dma_test.c, coherency_test.c). Each returns 0 or -errno.
+ * One-line wrappers of the /dev/ioasid ioctls, shared by the kselftests
+ * (uapi_test.c, dma_test.c, coherency_test.c) and the demo. Each returns 0 or
+ * -errno.
  */
 #ifndef IOASID_UTIL_H
 #define IOASID_UTIL_H
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 #include <linux/ioasid.h>
@@ -19,10 +23,10 @@ static inline int xioctl(int fd, unsigned long cmd, void *arg)
 	return ioctl(fd, cmd, arg) ? -errno : 0;
 }
 
-static inline int bind_dev(int fd, struct edu *e, __u32 *dev_id, __u32 *group)
+static inline int bind_pci(int fd, __u32 seg, __u8 bus, __u8 devfn, __u32 *dev_id, __u32 *group)
 {
 	struct ioasid_device_bind b = {
-		.argsz = sizeof(b), .pci_segment = e->seg, .pci_bus = e->bus, .pci_devfn = e->devfn,
+		.argsz = sizeof(b), .pci_segment = seg, .pci_bus = bus, .pci_devfn = devfn,
 	};
 	int ret = xioctl(fd, IOASID_DEVICE_BIND, &b);
 
@@ -30,6 +34,11 @@ static inline int bind_dev(int fd, struct edu *e, __u32 *dev_id, __u32 *group)
 	if (group)
 		*group = b.out_group_id;
 	return ret;
+}
+
+static inline int bind_dev(int fd, struct edu *e, __u32 *dev_id, __u32 *group)
+{
+	return bind_pci(fd, e->seg, e->bus, e->devfn, dev_id, group);
 }
 
 static inline int attach(int fd, __u32 dev_id, __u32 ioasid)
@@ -53,13 +62,19 @@ static inline int unbind(int fd, __u32 dev_id)
 	return xioctl(fd, IOASID_DEVICE_UNBIND, &u);
 }
 
-static inline int alloc_ioasid(int fd, __u32 *id)
+/* IOASID_ALLOC with flags (IOASID_ALLOC_COHERENT). */
+static inline int alloc_ioasid_flags(int fd, __u32 flags, __u32 *id)
 {
-	struct ioasid_alloc a = { .argsz = sizeof(a) };
+	struct ioasid_alloc a = { .argsz = sizeof(a), .flags = flags };
 	int ret = xioctl(fd, IOASID_ALLOC, &a);
 
 	*id = a.out_ioasid;
 	return ret;
+}
+
+static inline int alloc_ioasid(int fd, __u32 *id)
+{
+	return alloc_ioasid_flags(fd, 0, id);
 }
 
 static inline int free_ioasid(int fd, __u32 id)
@@ -92,5 +107,21 @@ static inline int unmap(int fd, __u32 ioasid, __u64 iova, __u64 length, __u64 *u
 }
 
 #define RW (IOASID_MAP_READ | IOASID_MAP_WRITE)
+
+/* VmLck of this process, in kB: the memory pinned and charged to it. */
+static inline long vmlck_kb(void)
+{
+	char line[256];
+	long val = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmLck:", 6))
+			val = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return val;
+}
 
 #endif

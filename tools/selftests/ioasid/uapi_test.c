@@ -21,6 +21,7 @@
 
 #include <linux/ioasid.h>
 
+#include "ioasid_util.h"
 #include "kselftest_harness.h"
 
 #define IOASID_DEV "/dev/ioasid"
@@ -38,27 +39,6 @@ static int documented_errno(int e)
 }
 
 /* ioctl() returning 0 or -errno. */
-static int xioctl(int fd, unsigned long cmd, void *arg)
-{
-	return ioctl(fd, cmd, arg) ? -errno : 0;
-}
-
-static int alloc_id(int fd, __u32 *id)
-{
-	struct ioasid_alloc a = { .argsz = sizeof(a) };
-	int ret = xioctl(fd, IOASID_ALLOC, &a);
-
-	*id = a.out_ioasid;
-	return ret;
-}
-
-static int free_id(int fd, __u32 id)
-{
-	struct ioasid_free f = { .argsz = sizeof(f), .ioasid = id };
-
-	return xioctl(fd, IOASID_FREE, &f);
-}
-
 /* "ioasid-ids:" from fdinfo: IDs in use (parked ones included), or -1. */
 static long ids_in_use(int fd)
 {
@@ -157,7 +137,7 @@ static void prep_attach(int fd, void *buf)
 	__u32 id;
 
 	a->dev_id = bind_edu(fd);
-	alloc_id(fd, &id);
+	alloc_ioasid(fd, &id);
 	a->ioasid = id;
 }
 
@@ -166,7 +146,7 @@ static void undo_attach(int fd, void *buf)
 	struct ioasid_device_attach *a = buf;
 
 	unbind_dev(fd, a->dev_id);
-	free_id(fd, a->ioasid);
+	free_ioasid(fd, a->ioasid);
 }
 
 /* The IOASID prep_detach made, for the cleanup. */
@@ -185,7 +165,7 @@ static void prep_detach(int fd, void *buf)
 static void undo_detach(int fd, void *buf)
 {
 	unbind_dev(fd, ((struct ioasid_device_detach *)buf)->dev_id);
-	free_id(fd, detach_ioasid);
+	free_ioasid(fd, detach_ioasid);
 }
 
 static unsigned char map_page[4096] __attribute__((aligned(4096)));
@@ -195,7 +175,7 @@ static void prep_map(int fd, void *buf)
 	struct ioasid_map *m = buf;
 	__u32 id;
 
-	alloc_id(fd, &id);
+	alloc_ioasid(fd, &id);
 	m->flags = IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA;
 	m->ioasid = id;
 	m->user_va = (uintptr_t)map_page;
@@ -206,7 +186,7 @@ static void prep_map(int fd, void *buf)
 /* MAP, UNMAP, IOVA_RANGES: the IOASID is the third __u32; freeing it unmaps all. */
 static void undo_ioasid(int fd, void *buf)
 {
-	free_id(fd, ((__u32 *)buf)[2]);
+	free_ioasid(fd, ((__u32 *)buf)[2]);
 }
 
 static void prep_unmap(int fd, void *buf)
@@ -237,7 +217,7 @@ static void prep_ranges(int fd, void *buf)
 	struct ioasid_iova_ranges *r = buf;
 	__u32 id;
 
-	alloc_id(fd, &id);
+	alloc_ioasid(fd, &id);
 	r->ioasid = id;
 	r->num_ranges = 4;
 	r->ranges_uptr = (uintptr_t)ranges_buf;
@@ -245,20 +225,20 @@ static void prep_ranges(int fd, void *buf)
 
 static void undo_alloc(int fd, void *buf)
 {
-	free_id(fd, ((struct ioasid_alloc *)buf)->out_ioasid);
+	free_ioasid(fd, ((struct ioasid_alloc *)buf)->out_ioasid);
 }
 
 static void prep_free(int fd, void *buf)
 {
 	__u32 id = 0;
 
-	alloc_id(fd, &id);
+	alloc_ioasid(fd, &id);
 	((struct ioasid_free *)buf)->ioasid = id;
 }
 
 static void undo_free(int fd, void *buf)
 {
-	free_id(fd, ((struct ioasid_free *)buf)->ioasid);
+	free_ioasid(fd, ((struct ioasid_free *)buf)->ioasid);
 }
 
 #define RES(s) offsetof(struct s, __reserved)
@@ -390,7 +370,7 @@ TEST_F(ctx, argsz_minimum_works_and_output_stays_within_argsz)
 		ASSERT_EQ(0, xioctl(self->fd, IOASID_ALLOC, &a));
 		id = a.out_ioasid;
 		EXPECT_NE(0, id);
-		EXPECT_EQ(0, free_id(self->fd, id));
+		EXPECT_EQ(0, free_ioasid(self->fd, id));
 	}
 }
 
@@ -514,7 +494,7 @@ TEST_F(ctx, failed_copy_out_leaves_nothing_behind)
 	ASSERT_EQ(0, mprotect(self->buf, PAGE, PROT_READ | PROT_WRITE));
 	/* The IOASID made for it was freed again, and its ID is not in use. */
 	EXPECT_EQ(0, ids_in_use(self->fd));
-	EXPECT_EQ(-ENOENT, free_id(self->fd, 1));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, 1));
 }
 
 TEST_F(ctx, unknown_ioctls_are_enotty)
@@ -545,18 +525,18 @@ TEST_F(ctx, free_of_unknown_double_and_after_free)
 {
 	__u32 id;
 
-	EXPECT_EQ(-ENOENT, free_id(self->fd, 0));
-	EXPECT_EQ(-ENOENT, free_id(self->fd, 1));
-	EXPECT_EQ(-ENOENT, free_id(self->fd, IOASID_ID_MAX));
-	EXPECT_EQ(-ENOENT, free_id(self->fd, 0xffffffff));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, 0));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, 1));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, IOASID_ID_MAX));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, 0xffffffff));
 
-	ASSERT_EQ(0, alloc_id(self->fd, &id));
+	ASSERT_EQ(0, alloc_ioasid(self->fd, &id));
 	EXPECT_EQ(1, ids_in_use(self->fd));
-	EXPECT_EQ(0, free_id(self->fd, id));
+	EXPECT_EQ(0, free_ioasid(self->fd, id));
 	EXPECT_EQ(0, ids_in_use(self->fd));
 	/* Double free, and any later use of the ID. */
-	EXPECT_EQ(-ENOENT, free_id(self->fd, id));
-	EXPECT_EQ(-ENOENT, free_id(self->fd, id));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, id));
+	EXPECT_EQ(-ENOENT, free_ioasid(self->fd, id));
 	EXPECT_EQ(0, ids_in_use(self->fd));
 }
 
@@ -565,16 +545,16 @@ TEST_F(ctx, ids_are_allocated_cyclically)
 	__u32 a, b, c;
 
 	/* A new context starts at 1. */
-	ASSERT_EQ(0, alloc_id(self->fd, &a));
+	ASSERT_EQ(0, alloc_ioasid(self->fd, &a));
 	EXPECT_EQ(1, a);
-	ASSERT_EQ(0, free_id(self->fd, a));
+	ASSERT_EQ(0, free_ioasid(self->fd, a));
 	/* A freed ID is not handed out again soon. */
-	ASSERT_EQ(0, alloc_id(self->fd, &b));
+	ASSERT_EQ(0, alloc_ioasid(self->fd, &b));
 	EXPECT_EQ(2, b);
-	ASSERT_EQ(0, alloc_id(self->fd, &c));
+	ASSERT_EQ(0, alloc_ioasid(self->fd, &c));
 	EXPECT_EQ(3, c);
-	EXPECT_EQ(0, free_id(self->fd, b));
-	EXPECT_EQ(0, free_id(self->fd, c));
+	EXPECT_EQ(0, free_ioasid(self->fd, b));
+	EXPECT_EQ(0, free_ioasid(self->fd, c));
 }
 
 TEST_F(ctx, ids_are_invisible_to_other_contexts)
@@ -583,16 +563,16 @@ TEST_F(ctx, ids_are_invisible_to_other_contexts)
 	__u32 id, oid;
 
 	ASSERT_LE(0, other);
-	ASSERT_EQ(0, alloc_id(self->fd, &id));
+	ASSERT_EQ(0, alloc_ioasid(self->fd, &id));
 	/* The other context has the same ID space, and its own objects. */
-	EXPECT_EQ(-ENOENT, free_id(other, id));
-	ASSERT_EQ(0, alloc_id(other, &oid));
+	EXPECT_EQ(-ENOENT, free_ioasid(other, id));
+	ASSERT_EQ(0, alloc_ioasid(other, &oid));
 	EXPECT_EQ(id, oid);
-	EXPECT_EQ(0, free_id(other, oid));
-	EXPECT_EQ(-ENOENT, free_id(other, oid));
+	EXPECT_EQ(0, free_ioasid(other, oid));
+	EXPECT_EQ(-ENOENT, free_ioasid(other, oid));
 	/* Ours is untouched by all that. */
 	EXPECT_EQ(1, ids_in_use(self->fd));
-	EXPECT_EQ(0, free_id(self->fd, id));
+	EXPECT_EQ(0, free_ioasid(self->fd, id));
 	close(other);
 }
 
@@ -625,14 +605,14 @@ TEST(scale_100k_ioasids_and_memory_comes_back)
 	fd = open(IOASID_DEV, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd);
 	for (__u32 i = 1; i <= SCALE; i++) {
-		ASSERT_EQ(0, alloc_id(fd, &id));
+		ASSERT_EQ(0, alloc_ioasid(fd, &id));
 		ASSERT_EQ(i, id);
 	}
 	EXPECT_EQ(SCALE, ids_in_use(fd));
 	slab1 = meminfo("Slab");
 	/* Free every other one by hand, leave the rest for close(). */
 	for (__u32 i = 1; i <= SCALE; i += 2) {
-		ASSERT_EQ(0, free_id(fd, i));
+		ASSERT_EQ(0, free_ioasid(fd, i));
 	}
 	EXPECT_EQ(SCALE / 2, ids_in_use(fd));
 	close(fd);
@@ -673,11 +653,11 @@ static void *alloc_free_lookup(void *arg)
 
 		switch (rand_r(&seed) % 3) {
 		case 0:
-			ret = alloc_id(r->fd, &id);
+			ret = alloc_ioasid(r->fd, &id);
 			break;
 		default:
 			/* A free is a lookup too: of the same small set of IDs. */
-			ret = free_id(r->fd, id);
+			ret = free_ioasid(r->fd, id);
 			if (ret == -ENOENT)
 				ret = 0;
 			break;
@@ -724,7 +704,7 @@ TEST(race_alloc_free_lookup_and_close)
 	/* Consistent afterwards: exactly the IDs in use can be freed, once. */
 	left = ids_in_use(r.fd);
 	for (__u32 id = 1; id <= 64 * 1024 && left > 0; id++)
-		if (!free_id(r.fd, id))
+		if (!free_ioasid(r.fd, id))
 			left--;
 	EXPECT_EQ(0, left);
 	EXPECT_EQ(0, ids_in_use(r.fd));

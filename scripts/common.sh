@@ -59,3 +59,8 @@ arm64)
 	die "unsupported ARCH=$IOASID_ARCH (x86_64 or arm64)"
 	;;
 esac
+
+# make for kernel trees of $IOASID_ARCH: the architecture and cross compiler.
+kbuild() {
+	make ARCH="$KARCH" ${CROSS_COMPILE:+CROSS_COMPILE=$CROSS_COMPILE} "$@"
+}

@@ -32,7 +32,7 @@ if [ -f "$OUT/.complete" ]; then
 fi
 
 kmake() {
-	make -C "$KSRC" O="$OUT" ARCH="$KARCH" ${CROSS_COMPILE:+CROSS_COMPILE=$CROSS_COMPILE} "$@"
+	kbuild -C "$KSRC" O="$OUT" "$@"
 }
 
 log "building the $IOASID_ARCH test kernel in $OUT (about 8 minutes on 2 cores)"

@@ -19,8 +19,6 @@ mkdir -p "$DEST/tools/selftests/ioasid"
 cp -a -u "$IOASID_REPO/Kbuild" "$IOASID_REPO/src" "$IOASID_REPO/include" "$DEST/"
 cp -a -u "$IOASID_REPO/tools/selftests/ioasid/kvm_probe" "$DEST/tools/selftests/ioasid/"
 
-kmake() {
-	make -C "$KOUT" ARCH="$KARCH" ${CROSS_COMPILE:+CROSS_COMPILE=$CROSS_COMPILE} "$@"
-}
-kmake M="$DEST" IOASID_TEST=1 modules
-kmake M="$DEST/tools/selftests/ioasid/kvm_probe" KBUILD_EXTRA_SYMBOLS="$DEST/Module.symvers" modules
+kbuild -C "$KOUT" M="$DEST" IOASID_TEST=1 modules
+kbuild -C "$KOUT" M="$DEST/tools/selftests/ioasid/kvm_probe" \
+	KBUILD_EXTRA_SYMBOLS="$DEST/Module.symvers" modules

@@ -110,6 +110,18 @@ insmod /lib/ioasid_kvm_probe.ko && vm_ok "insmod ioasid_kvm_probe.ko" ||
 	vm_fail "insmod ioasid_kvm_probe.ko"
 out "IOASID-END vm setup rc=0"
 
+# kselftest NAME COMMAND...: run a test program as one block of results.
+kselftest() {
+	local name=$1 rc
+	shift
+	kmsg "kselftest $name begin"
+	out "IOASID-BEGIN kselftest $name"
+	"$@" >&3 2>&3
+	rc=$?
+	out "IOASID-END kselftest $name rc=$rc"
+	kmsg "kselftest $name end rc=$rc"
+}
+
 # reload NAME PARAMS...: reload ioasid.ko (and the probe that uses it) with PARAMS.
 reload() {
 	local name=$1
@@ -126,9 +138,8 @@ reload() {
 
 if [ "$UNSAFE_IRQS" = 1 ]; then
 	# MSIs are not isolated here: binding must be refused by default...
-	out "IOASID-BEGIN kselftest msi_isolation"
-	IOASID_EXPECT_MSI_REFUSAL=1 /tests/dma_test -t unisolated_msi_is_refused >&3 2>&3
-	out "IOASID-END kselftest msi_isolation rc=$?"
+	kselftest msi_isolation env IOASID_EXPECT_MSI_REFUSAL=1 \
+		/tests/dma_test -t unisolated_msi_is_refused
 	# ...and the rest runs with the administrator's override.
 	MODPARAMS=allow_unsafe_interrupts=1
 	reload "reload with allow_unsafe_interrupts=1" $MODPARAMS
@@ -142,13 +153,7 @@ if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
 	out "IOASID-PROGRAM $MODE rc=$?"
 else
 	for t in /tests/*_test; do
-		name=${t##*/}
-		kmsg "kselftest $name begin"
-		out "IOASID-BEGIN kselftest $name"
-		"$t" >&3 2>&3
-		rc=$?
-		out "IOASID-END kselftest $name rc=$rc"
-		kmsg "kselftest $name end rc=$rc"
+		kselftest "${t##*/}" "$t"
 	done
 	# KUnit suites of the module ran when it was loaded; collect their results.
 	for d in /sys/kernel/debug/kunit/ioasid*; do
@@ -159,11 +164,7 @@ else
 	done
 	# The administrator's knob: the coherency tests again, with WBINVD forbidden.
 	reload "reload with forbid_wbinvd=1" $MODPARAMS forbid_wbinvd=1
-	kmsg "kselftest coherency_test_forbid_wbinvd begin"
-	out "IOASID-BEGIN kselftest coherency_test_forbid_wbinvd"
-	IOASID_FORBID_WBINVD=1 /tests/coherency_test >&3 2>&3
-	rc=$?
-	out "IOASID-END kselftest coherency_test_forbid_wbinvd rc=$rc"
+	kselftest coherency_test_forbid_wbinvd env IOASID_FORBID_WBINVD=1 /tests/coherency_test
 fi
 
 out "IOASID-BEGIN vm teardown"

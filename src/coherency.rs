@@ -156,7 +156,8 @@ impl Coherency {
             WbinvdState::Unsupported
         } else if forbidden() {
             WbinvdState::Forbidden
-        } else if self.inner.lock().count > 0 {
+        } else if self.noncoherent_dma() {
+            // Not forbidden: the answer is exactly "the count is nonzero".
             WbinvdState::Needed
         } else {
             WbinvdState::NotNeeded

@@ -112,9 +112,14 @@ impl State {
         Ok(())
     }
 
-    /// Detaches every group (their DMA is blocked from then on) and unmaps and unpins
-    /// everything. The devices stop counting in `coherency`.
-    fn block(&mut self, coherency: &Coherency) {
+    /// Frees the IOASID: marks it freed, detaches every group (their DMA is blocked from then
+    /// on) and unmaps and unpins everything; the devices stop counting in `coherency`.
+    /// `ENOENT` if it was freed already.
+    fn free(&mut self, coherency: &Coherency) -> Result {
+        if self.freed {
+            return Err(ENOENT);
+        }
+        self.freed = true;
         for g in self.groups.iter() {
             for _ in g.devices.iter().filter(|d| d.noncoherent) {
                 coherency.put();
@@ -127,6 +132,7 @@ impl State {
         while let Some(d) = self.iopt.domains().first().cloned() {
             self.iopt.remove_domain(&d);
         }
+        Ok(())
     }
 }
 
@@ -395,12 +401,8 @@ impl IoasidTable {
         let ioasid = self.ids.get(id).ok_or(ENOENT)?;
         let release = {
             let mut state = ioasid.state.lock();
-            if state.freed {
-                return Err(ENOENT);
-            }
-            state.freed = true;
             // Block DMA now, whoever still holds the IOASID.
-            state.block(&ioasid.coherency);
+            state.free(&ioasid.coherency)?;
             state.users == 0
         };
         if release {
@@ -441,11 +443,8 @@ impl IoasidTable {
     /// Frees every IOASID (the context is being closed; its devices are unbound already).
     pub(crate) fn free_all(&self) {
         while let Some((_, ioasid)) = self.ids.pop() {
-            let mut state = ioasid.state.lock();
-            if !state.freed {
-                state.freed = true;
-                state.block(&ioasid.coherency);
-            }
+            // A parked IOASID was freed already: nothing more to do.
+            let _ = ioasid.state.lock().free(&ioasid.coherency);
         }
     }
 

@@ -9,7 +9,8 @@
 #
 # Environment: ARCH (x86_64|arm64), IOMMU (x86_64: intel|intel-nosc|amd|virtio,
 # arm64: smmuv3), KVM=1 to use KVM
-# instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR.
+# instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR,
+# TESTS="uapi_test dma_test ..." to run only those test programs (default: all).
 #
 # The guest writes the kernel console to its serial port and the test output
 # to a virtio console (/dev/hvc0), so test output never interleaves with
@@ -75,6 +76,9 @@ IOASID_EXPECT_ENFORCE=$(sed -n 's/.*ioasid_vm.enforce=\([0-9]\).*/\1/p' /proc/cm
 export IOASID_EXPECT_ENFORCE
 # Module parameters every load of ioasid.ko gets here.
 MODPARAMS=
+# The test programs to run (TESTS= of the runner; empty: all of them).
+TESTS=$(sed -n 's/.*ioasid_vm.tests=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
+selected() { [ -z "$TESTS" ] || case " $TESTS " in *" $1 "*) true ;; *) false ;; esac; }
 
 # Test output goes to the virtio console.
 i=0
@@ -153,7 +157,7 @@ if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
 	out "IOASID-PROGRAM $MODE rc=$?"
 else
 	for t in /tests/*_test; do
-		kselftest "${t##*/}" "$t"
+		selected "${t##*/}" && kselftest "${t##*/}" "$t"
 	done
 	# KUnit suites of the module ran when it was loaded; collect their results.
 	for d in /sys/kernel/debug/kunit/ioasid*; do
@@ -163,8 +167,10 @@ else
 		out "IOASID-END kunit ${d##*/} rc=0"
 	done
 	# The administrator's knob: the coherency tests again, with WBINVD forbidden.
-	reload "reload with forbid_wbinvd=1" $MODPARAMS forbid_wbinvd=1
-	kselftest coherency_test_forbid_wbinvd env IOASID_FORBID_WBINVD=1 /tests/coherency_test
+	if selected coherency_test; then
+		reload "reload with forbid_wbinvd=1" $MODPARAMS forbid_wbinvd=1
+		kselftest coherency_test_forbid_wbinvd env IOASID_FORBID_WBINVD=1 /tests/coherency_test
+	fi
 fi
 
 out "IOASID-BEGIN vm teardown"
@@ -212,6 +218,7 @@ rm -f "$LOGDIR"/console.log "$LOGDIR"/tests.log
 CONSOLE=ttyS0
 [ "$IOASID_ARCH" = arm64 ] && CONSOLE=ttyAMA0
 APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
+[ -n "${TESTS:-}" ] && APPEND+=" ioasid_vm.tests=$(echo $TESTS | tr ' ' ,)"
 # Whether the IOMMU can block no-snoop DMA (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):
 # VT-d with snoop control, and AMD-Vi; not VT-d without it, not virtio-iommu,
 # and not SMMUv3 on a device-tree machine (the driver takes CANWBS from the

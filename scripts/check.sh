@@ -7,7 +7,8 @@
 # behind each of its IOMMU models:
 #
 #   x86_64: intel (VT-d, snoop control on), intel-nosc (VT-d without snoop
-#           control), amd (AMD-Vi), virtio (virtio-iommu)
+#           control), intel-pt (VT-d with iommu.passthrough=1, the identity
+#           default domain), amd (AMD-Vi), virtio (virtio-iommu)
 #   arm64:  smmuv3 (SMMUv3 on the virt machine)
 #
 # IOMMU=... or IOMMUS="..." runs only those models (on the architectures that
@@ -29,7 +30,7 @@ t0=$(date +%s)
 iommus_for() {
 	local all want m out=
 	case "$1" in
-	x86_64) all="intel intel-nosc amd virtio" ;;
+	x86_64) all="intel intel-nosc intel-pt amd virtio" ;;
 	arm64) all="smmuv3" ;;
 	esac
 	want=${IOMMUS:-${IOMMU:-$all}}

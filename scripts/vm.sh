@@ -7,7 +7,7 @@
 #
 # Usage: vm.sh check|run|bench
 #
-# Environment: ARCH (x86_64|arm64), IOMMU (x86_64: intel|intel-nosc|amd|virtio,
+# Environment: ARCH (x86_64|arm64), IOMMU (x86_64: intel|intel-nosc|intel-pt|amd|virtio,
 # arm64: smmuv3), KVM=1 to use KVM
 # instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR,
 # TESTS="uapi_test dma_test ..." to run only those test programs (default: all).
@@ -109,6 +109,20 @@ else
 	vm_fail "insmod ioasid.ko"
 fi
 [ -c /dev/ioasid ] && vm_ok "/dev/ioasid created" || vm_fail "/dev/ioasid created"
+# Hand the test devices (every edu, 1234:11e8, and the e1000e, 8086:10d3) to
+# the ioasid PCI driver, as an administrator does (driver_override, exactly as
+# for vfio-pci). The override outlives module reloads: a reloaded ioasid.ko
+# probes them again by itself.
+for d in /sys/bus/pci/devices/*; do
+	case "$(cat "$d/vendor"):$(cat "$d/device")" in
+	0x1234:0x11e8 | 0x8086:0x10d3)
+		echo ioasid >"$d/driver_override"
+		echo "${d##*/}" >/sys/bus/pci/drivers_probe 2>/dev/null
+		;;
+	esac
+done
+n=$(ls /sys/bus/pci/drivers/ioasid 2>/dev/null | grep -c '^[0-9a-f]*:')
+out "# devices bound to the ioasid driver: $n"
 # The test-only KVM stand-in, a user of ioasid's exports (coherency_test).
 insmod /lib/ioasid_kvm_probe.ko && vm_ok "insmod ioasid_kvm_probe.ko" ||
 	vm_fail "insmod ioasid_kvm_probe.ko"
@@ -131,11 +145,16 @@ reload() {
 	local name=$1
 	shift
 	out "IOASID-BEGIN vm reload"
-	if rmmod ioasid_kvm_probe && rmmod ioasid && insmod /lib/ioasid.ko "$@" &&
-		insmod /lib/ioasid_kvm_probe.ko; then
+	# Each step on its own, so that one failure is reported as what it is.
+	lsmod | grep -q '^ioasid_kvm_probe' && rmmod ioasid_kvm_probe
+	if ! rmmod ioasid >/tmp/rmmod.out 2>&1; then
+		cat /tmp/rmmod.out >&3
+		out "# ioasid.ko is stuck (still in use): holders: $(cat /sys/module/ioasid/refcnt 2>/dev/null)"
+		vm_fail "$name: rmmod ioasid"
+	elif insmod /lib/ioasid.ko "$@" && insmod /lib/ioasid_kvm_probe.ko; then
 		vm_ok "$name"
 	else
-		vm_fail "$name"
+		vm_fail "$name: insmod"
 	fi
 	out "IOASID-END vm reload rc=0"
 }
@@ -175,7 +194,8 @@ fi
 
 out "IOASID-BEGIN vm teardown"
 kmsg "rmmod ioasid"
-if rmmod ioasid_kvm_probe && rmmod ioasid >/tmp/rmmod.out 2>&1; then
+lsmod | grep -q '^ioasid_kvm_probe' && rmmod ioasid_kvm_probe
+if rmmod ioasid >/tmp/rmmod.out 2>&1; then
 	vm_ok "rmmod ioasid"
 else
 	cat /tmp/rmmod.out >&3
@@ -224,7 +244,7 @@ APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_
 # and not SMMUv3 on a device-tree machine (the driver takes CANWBS from the
 # ACPI IORT only).
 case "$IOMMU" in
-intel | amd) APPEND+=" ioasid_vm.enforce=1" ;;
+intel | intel-pt | amd) APPEND+=" ioasid_vm.enforce=1" ;;
 *) APPEND+=" ioasid_vm.enforce=0" ;;
 esac
 case "$IOMMU" in
@@ -246,7 +266,7 @@ case "$IOASID_ARCH" in
 x86_64)
 	QEMU=qemu-system-x86_64
 	case "$IOMMU" in
-	intel | intel-nosc)
+	intel | intel-nosc | intel-pt)
 		# snoop-control: whether VT-d can force snooping (ECAP.SC),
 		# which coherent IOASIDs need.
 		sc=on
@@ -254,6 +274,10 @@ x86_64)
 		QEMU_ARGS+=(-machine q35,kernel-irqchip=split
 			-device intel-iommu,intremap=on,caching-mode=on,snoop-control=$sc)
 		APPEND+=" intel_iommu=on"
+		# intel-pt: the identity default domain many hosts run with, where
+		# a device whose DMA ownership goes back to the kernel reaches all
+		# of physical memory: what quiescing on release must make safe.
+		[ "$IOMMU" = intel-pt ] && APPEND+=" iommu.passthrough=1"
 		;;
 	amd)
 		QEMU_ARGS+=(-machine q35 -device amd-iommu)
@@ -261,7 +285,7 @@ x86_64)
 	virtio)
 		QEMU_ARGS+=(-machine q35 -device virtio-iommu-pci,addr=03.0)
 		;;
-	*) die "unknown IOMMU=$IOMMU (intel, intel-nosc, amd or virtio)" ;;
+	*) die "unknown IOMMU=$IOMMU (intel, intel-nosc, intel-pt, amd or virtio)" ;;
 	esac
 	# The three group topologies: a device alone (05.0), a multi-function
 	# pair without ACS (06.0 + 06.1), two devices behind a conventional

@@ -570,8 +570,9 @@ static int device_info(int fd, __u32 dev, struct ioasid_device_info *info)
 
 /*
  * Waits for child pid for at most ms milliseconds: 0 if it exited with status
- * 0, its exit status or 128 + the signal that killed it, or -1 if it is still
- * there (stuck in the kernel: it is left alone, a SIGKILL would not help).
+ * 0, its exit status or 128 + the signal that killed it, -2 if it had to be
+ * killed after the time was up, or -1 if even that did not end it (stuck in
+ * the kernel; it is left alone).
  */
 static int wait_bounded(pid_t pid, int ms)
 {
@@ -585,10 +586,23 @@ static int wait_bounded(pid_t pid, int ms)
 		usleep(10000);
 	}
 	kill(pid, SIGKILL);
-	usleep(100000);
-	if (waitpid(pid, &status, WNOHANG) == pid)
-		return 128 + SIGKILL;
+	for (int i = 0; i < 50; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return -2;
+		usleep(10000);
+	}
 	return -1;
+}
+
+static const char *wait_result(int ret)
+{
+	if (ret == -1)
+		return "hung in the kernel (unkillable)";
+	if (ret == -2)
+		return "did not finish in time (killed)";
+	if (ret > 128)
+		return "was killed by a signal (a kernel oops kills with SIGKILL)";
+	return "failed";
 }
 
 /* Writes bdf to a sysfs file from a child, bounded: a removal that deadlocks fails the test. */
@@ -613,8 +627,8 @@ static void restore_devices_bounded(struct __test_metadata *_metadata)
 		_exit(0);
 	}
 	ret = wait_bounded(pid, 30000);
-	EXPECT_EQ(0, ret) TH_LOG("restoring the PCI devices (rescan, driver_override) %s",
-				 ret < 0 ? "hung" : "failed");
+	EXPECT_EQ(0, ret) TH_LOG("restoring the PCI devices (rescan, driver_override): %s",
+				 wait_result(ret));
 }
 
 /* A fixture with nothing in it: only for TEST_F_TIMEOUT. */
@@ -731,6 +745,7 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 	uint8_t *canary, *src;
 	struct edu e;
 	uint64_t phys = 0;
+	const char *failed = NULL;
 	long long t0, t1 = 0;
 	int pending = 0, attempt, cmd;
 
@@ -744,18 +759,28 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 	TH_LOG("canary page at physical %#llx, released by %s", (unsigned long long)phys,
 	       names[how]);
 
+	/*
+	 * The DMA may fault in the kernel's domain (translating IOMMUs) once the
+	 * device is released; nothing may fail with the window open.
+	 */
 	fault_window_begin();
-	for (attempt = 0; attempt < 3 && !pending; attempt++) {
+	for (attempt = 0; attempt < 3 && !pending && !failed; attempt++) {
 		__u32 dev;
 		int fd, step, status;
 		pid_t pid;
 
 		memset(canary, 0xc3, PAGE);
-		ASSERT_EQ(0, edu_wait_idle(&e, 3000));
+		if (edu_wait_idle(&e, 3000)) {
+			failed = "the DMA engine stayed busy";
+			break;
+		}
+		t0 = now_us();
 		if (how == BY_KILL) {
-			t0 = now_us();
 			pid = fork();
-			ASSERT_LE(0, pid);
+			if (pid < 0) {
+				failed = "fork";
+				break;
+			}
 			if (pid == 0) {
 				fd = open("/dev/ioasid", O_RDWR);
 				if (fd < 0)
@@ -766,28 +791,41 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 				raise(SIGKILL);
 				_exit(9);
 			}
-			ASSERT_EQ(pid, waitpid(pid, &status, 0));
+			if (waitpid(pid, &status, 0) != pid) {
+				failed = "waitpid";
+				break;
+			}
 			pending = edu_busy(&e);
 			t1 = now_us() - t0;
-			ASSERT_TRUE(WIFSIGNALED(status))
+			if (!WIFSIGNALED(status)) {
 				TH_LOG("the child exited with %d (10+: the step that failed)",
 				       WEXITSTATUS(status));
+				failed = "the child could not set up";
+				break;
+			}
 		} else {
 			fd = open("/dev/ioasid", O_RDWR);
-			ASSERT_LE(0, fd);
-			ASSERT_EQ(0, bind_load_and_fire(fd, &e, src, phys, &dev));
-			t0 = now_us();
-			if (how == BY_UNBIND) {
-				ASSERT_EQ(0, unbind(fd, dev));
-			} else {
-				ASSERT_EQ(0, close(fd));
+			if (fd < 0) {
+				failed = "open";
+				break;
 			}
+			step = bind_load_and_fire(fd, &e, src, phys, &dev);
+			if (step) {
+				TH_LOG("step %d failed", step);
+				failed = "setting up the DMA";
+				close(fd);
+				break;
+			}
+			t0 = now_us();
+			if ((how == BY_UNBIND ? unbind(fd, dev) : close(fd)) != 0)
+				failed = "the release call failed";
 			pending = edu_busy(&e);
 			t1 = now_us() - t0;
 			if (how == BY_UNBIND)
 				close(fd);
 		}
-		TH_LOG("attempt %d: release took %lld us; DMA %s when it returned", attempt, t1,
+		TH_LOG("attempt %d: %s took %lld us; DMA %s when it returned", attempt,
+		       how == BY_KILL ? "the child (set-up, SIGKILL, exit)" : "the release", t1,
 		       pending ? "still pending" : "already done");
 	}
 	/* The DMA engine fires ~100 ms after programming; give it a second. */
@@ -795,6 +833,7 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 	usleep(200000);
 	fault_window_end();
 
+	ASSERT_EQ(NULL, failed) TH_LOG("%s", failed);
 	ASSERT_TRUE(pending) TH_LOG("the DMA always ran before the release returned: inconclusive");
 	EXPECT_TRUE(all_bytes(canary, PAGE, 0xc3))
 		TH_LOG("the DMA programmed before %s landed in physical memory: %zu bytes changed",
@@ -1562,12 +1601,11 @@ TEST_F_TIMEOUT(iso, map_overflow_is_refused, 300)
 				ovf_child(c, with_device, &res[0], &res[1]);
 			ret = wait_bounded(pid, 5000);
 			if (ret) {
-				hung |= ret < 0;
+				hung |= ret < 0 || ret > 128;
 				EXPECT_EQ(0, ret)
-					TH_LOG("%s%s: the child %s", c->name,
+					TH_LOG("%s%s: the child %s (%d)", c->name,
 					       with_device ? " (device attached)" : "",
-					       ret < 0 ? "hung in the kernel" :
-					       ret > 128 ? "was killed (kernel oops?)" : "failed to set up");
+					       wait_result(ret), ret);
 				continue;
 			}
 			EXPECT_TRUE(ovf_allowed(c, with_device, res[0]))
@@ -1607,8 +1645,7 @@ static void run_removal(struct __test_metadata *_metadata,
 		_exit(0);
 	}
 	ret = wait_bounded(pid, ms);
-	EXPECT_EQ(0, ret) TH_LOG("the scenario %s at step %d",
-				 ret < 0 ? "hung in the kernel" : "died", *step);
+	EXPECT_EQ(0, ret) TH_LOG("the scenario %s (%d) at step %d", wait_result(ret), ret, *step);
 	restore_devices_bounded(_metadata);
 	munmap((void *)step, PAGE);
 }

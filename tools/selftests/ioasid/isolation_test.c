@@ -600,8 +600,12 @@ static const char *wait_result(int ret)
 		return "hung in the kernel (unkillable)";
 	if (ret == -2)
 		return "did not finish in time (killed)";
+	if (ret == 128 + SIGKILL)
+		return "was killed by SIGKILL (a kernel oops in a system call does that)";
+	if (ret == 128 + SIGABRT)
+		return "stopped at a failed ASSERT";
 	if (ret > 128)
-		return "was killed by a signal (a kernel oops kills with SIGKILL)";
+		return "was killed by a signal";
 	return "failed";
 }
 

@@ -45,6 +45,10 @@ use kernel::{
 use crate::{
     coherency::Coherency,
     device::DeviceTable,
+    driver::{
+        DriverDevice,
+        Owner, //
+    },
     ioasid::IoasidTable,
     iommu::{
         PROT_READ,
@@ -189,17 +193,20 @@ impl Context {
     }
 
     /// `IOASID_DEVICE_BIND`: binds a PCI device and claims its DMA ownership.
-    fn bind_device(&self, arg: usize) -> Result<isize> {
+    fn bind_device(ctx: ArcBorrow<'_, Self>, arg: usize) -> Result<isize> {
+        let this: &Context = &ctx;
         let (uarg, mut cmd) = UserArg::<ioasid_device_bind>::read(arg)?;
         // The context's address is its DMA ownership cookie: unique while it is alive.
-        let owner = core::ptr::from_ref(self).cast::<core::ffi::c_void>();
-        let (id, group) = self
-            .devices
-            .bind(owner, cmd.pci_segment, cmd.pci_bus, cmd.pci_devfn)?;
+        let cookie = core::ptr::from_ref(this).cast::<core::ffi::c_void>();
+        // The ioasid driver records the context as the device's owner, to tell it of removal.
+        let owner: Arc<dyn Owner> = Arc::<Context>::from(ctx);
+        let (id, group) =
+            this.devices
+                .bind(owner, cookie, cmd.pci_segment, cmd.pci_bus, cmd.pci_devfn)?;
         cmd.out_dev_id = id;
         cmd.out_group_id = group;
         if let Err(e) = uarg.write(&cmd) {
-            let _ = self.devices.unbind(&self.ioasids, id);
+            let _ = this.devices.unbind(&this.ioasids, id);
             return Err(e);
         }
         Ok(0)
@@ -229,12 +236,14 @@ impl Context {
     /// `IOASID_DEVICE_GET_INFO`: what the device's IOMMU offers it.
     fn device_info(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_device_info>::read(arg)?;
-        let cap = (cmd.num_regions as usize).min(uapi::IOASID_ARGSZ_MAX as usize / 16);
         let mut regions = KVec::new();
-        let info = self.devices.info(cmd.dev_id, &mut regions, cap)?;
-        write_ranges(cmd.regions_uptr, &regions)?;
-        let fits = info.num_regions <= cmd.num_regions as usize;
-        cmd.num_regions = u32::try_from(info.num_regions)?;
+        let info = self.devices.info(cmd.dev_id, &mut regions)?;
+        let mut ranges = KVec::with_capacity(regions.len(), GFP_KERNEL)?;
+        for r in regions.iter() {
+            ranges.push((r.start, r.last), GFP_KERNEL)?;
+        }
+        let fits = write_ranges(cmd.regions_uptr, cmd.num_regions, &ranges)?;
+        cmd.num_regions = u32::try_from(ranges.len())?;
         cmd.out_pgsize_bitmap = info.pgsize_bitmap;
         (cmd.out_aperture_start, cmd.out_aperture_last) = info.aperture;
         cmd.out_capabilities = 0;
@@ -272,10 +281,11 @@ impl Context {
         }
         let fixed = (cmd.flags & uapi::IOASID_MAP_FIXED_IOVA != 0).then_some(cmd.iova);
         let ioasid = self.ioasids.get(cmd.ioasid)?;
-        let iova = ioasid.map(cmd.user_va, cmd.length, fixed, prot)?;
-        cmd.iova = iova;
+        let mapped = ioasid.map(cmd.user_va, cmd.length, fixed, prot)?;
+        cmd.iova = mapped.iova;
         if let Err(e) = uarg.write(&cmd) {
-            let _ = ioasid.unmap(iova, cmd.length);
+            // Exactly this mapping: another thread may have replaced it meanwhile.
+            ioasid.undo_map(mapped);
             return Err(e);
         }
         Ok(0)
@@ -301,13 +311,10 @@ impl Context {
     fn iova_ranges(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_iova_ranges>::read(arg)?;
         let ioasid = self.ioasids.get(cmd.ioasid)?;
-        // At most a page's worth of ranges is gathered at once.
-        let cap = (cmd.num_ranges as usize).min(uapi::IOASID_ARGSZ_MAX as usize / 16);
         let mut ranges = KVec::new();
-        let (count, pgsizes) = ioasid.ranges(&mut ranges, cap)?;
-        write_ranges(cmd.ranges_uptr, &ranges)?;
-        let fits = count <= cmd.num_ranges as usize;
-        cmd.num_ranges = u32::try_from(count)?;
+        let pgsizes = ioasid.ranges(&mut ranges)?;
+        let fits = write_ranges(cmd.ranges_uptr, cmd.num_ranges, &ranges)?;
+        cmd.num_ranges = u32::try_from(ranges.len())?;
         cmd.out_pgsize_bitmap = pgsizes;
         uarg.write(&cmd)?;
         if !fits {
@@ -336,17 +343,20 @@ impl Context {
     }
 }
 
-/// Writes `ranges` to user space at `uptr` as an array of `struct ioasid_iova_range`.
-fn write_ranges(uptr: u64, ranges: &[(u64, u64)]) -> Result {
+/// Writes the first `room` of `ranges` (all of them if they fit) to user space at `uptr`, as
+/// an array of `struct ioasid_iova_range`, and returns whether all of them fit. Nothing is
+/// written past `room` entries.
+fn write_ranges(uptr: u64, room: u32, ranges: &[(u64, u64)]) -> Result<bool> {
+    let n = ranges.len().min(room as usize);
     let mut writer = UserSlice::new(
-        UserPtr::from_addr(usize::try_from(uptr)?),
-        ranges.len() * core::mem::size_of::<ioasid_iova_range>(),
+        UserPtr::from_addr(usize::try_from(uptr).map_err(|_| EFAULT)?),
+        n * core::mem::size_of::<ioasid_iova_range>(),
     )
     .writer();
-    for &(start, last) in ranges {
+    for &(start, last) in &ranges[..n] {
         writer.write_slice(ioasid_iova_range { start, last }.as_bytes())?;
     }
-    Ok(())
+    Ok(n == ranges.len())
 }
 
 #[pinned_drop]
@@ -357,6 +367,12 @@ impl PinnedDrop for Context {
         self.close();
         // By the type invariant this context was counted once; uncount it.
         LIVE.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Owner for Context {
+    fn device_removed(&self, dev: &DriverDevice) {
+        self.devices.removed(&self.ioasids, dev);
     }
 }
 
@@ -380,7 +396,7 @@ impl MiscDevice for Context {
             uapi::IOASID_GET_INFO => ctx.get_info(arg),
             uapi::IOASID_ALLOC => ctx.alloc_ioasid(arg),
             uapi::IOASID_FREE => ctx.free_ioasid(arg),
-            uapi::IOASID_DEVICE_BIND => ctx.bind_device(arg),
+            uapi::IOASID_DEVICE_BIND => Context::bind_device(ctx, arg),
             uapi::IOASID_DEVICE_UNBIND => ctx.unbind_device(arg),
             uapi::IOASID_DEVICE_ATTACH => ctx.attach_device(arg),
             uapi::IOASID_DEVICE_DETACH => ctx.detach_device(arg),

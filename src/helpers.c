@@ -6,6 +6,7 @@
 #include <linux/io.h>
 #include <linux/list.h>
 #include <linux/mm.h>
+#include <linux/sched.h>
 
 #include "helpers.h"
 
@@ -17,4 +18,9 @@ phys_addr_t ioasid_page_to_phys(struct page *page)
 void ioasid_init_list_head(struct list_head *list)
 {
 	INIT_LIST_HEAD(list);
+}
+
+void ioasid_cond_resched(void)
+{
+	cond_resched();
 }

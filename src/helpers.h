@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * C helpers of ioasid.ko, called from its Rust code (src/pages.rs,
- * src/iommu.rs): static inlines and macros the Rust bindings do not export.
+ * The C functions of ioasid.ko that its Rust code calls, or that call it:
+ * static inlines and macros the Rust bindings do not export (src/helpers.c),
+ * the PCI driver glue (src/pci_driver.c) and the test-only MSI counter
+ * (src/test_msi.c).
  */
 #ifndef IOASID_HELPERS_H
 #define IOASID_HELPERS_H
@@ -10,8 +12,25 @@
 #include <linux/types.h>
 
 struct page;
+struct pci_dev;
 
 phys_addr_t ioasid_page_to_phys(struct page *page);
 void ioasid_init_list_head(struct list_head *list);
+void ioasid_cond_resched(void);
+
+/* src/pci_driver.c: the ioasid PCI driver (its Rust half is src/driver.rs). */
+int ioasid_pci_driver_register(void);
+void ioasid_pci_driver_unregister(void);
+void *ioasid_pci_driver_data(struct pci_dev *pdev);
+void ioasid_pci_set_driver_data(struct pci_dev *pdev, void *data);
+void ioasid_device_lock(struct pci_dev *pdev);
+void ioasid_device_unlock(struct pci_dev *pdev);
+int ioasid_driver_probe(struct pci_dev *pdev);
+void ioasid_driver_remove(struct pci_dev *pdev);
+
+/* src/test_msi.c, in test builds only. */
+void ioasid_test_msi_init(void);
+void ioasid_test_msi_forget(struct pci_dev *pdev);
+void ioasid_test_msi_exit(void);
 
 #endif

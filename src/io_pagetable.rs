@@ -38,9 +38,15 @@ use kernel::{
 };
 
 use crate::{
-    iommu::Domain,
+    iommu::{
+        cond_resched,
+        Domain, //
+    },
     pages::PinnedPages, //
 };
+
+/// The serial number of the next area: tells a mapping from a later one at the same IOVA.
+static NEXT_SERIAL: Atomic<u64> = Atomic::new(1);
 
 /// The IOPTEs in the domains of all IOASIDs, by page size: 4 KiB, 2 MiB, 1 GiB, any other.
 pub(crate) static IOPTES: [Atomic<u64>; 4] = [
@@ -150,12 +156,29 @@ fn segment(iova: u64, paddr: u64, size: u64, bitmap: u64) -> Option<(u64, u64)> 
 }
 
 /// One mapping made by user space.
+///
+/// # Invariants
+///
+/// `pages` stay pinned for as long as any part of the area is mapped in any domain: an area is
+/// dropped only after it was unmapped from every domain it was mapped into, and one whose unmap
+/// came up short is never dropped ([`IoPageTable::drop_area`]). `length` is
+/// `pages.len() * PAGE_SIZE`, nonzero, and `start + length` does not wrap for the start it is
+/// mapped at.
 struct Area {
     /// Length in bytes, a multiple of `PAGE_SIZE`.
     length: u64,
-    /// `PROT_READ` and/or `PROT_WRITE`.
+    /// `PROT_READ` and/or `PROT_WRITE`, and `PROT_CACHE`.
     prot: i32,
+    /// Unique per mapping: tells it from a later mapping at the same IOVA.
+    serial: u64,
     pages: PinnedPages,
+}
+
+/// A mapping made by [`IoPageTable::map`]: its IOVA, and what tells it from any later one.
+#[derive(Clone, Copy)]
+pub(crate) struct Mapped {
+    pub(crate) iova: u64,
+    pub(crate) serial: u64,
 }
 
 /// The inclusive end of `[start, start + length)`; `length` is nonzero and does not wrap.
@@ -256,18 +279,19 @@ impl IoPageTable {
     }
 
     /// Maps `length` bytes of the caller's memory at `user_va` with `prot`, at `iova` if given,
-    /// else at an IOVA chosen here. Returns the IOVA.
+    /// else at an IOVA chosen here.
     ///
-    /// Errors: `EINVAL` for a zero, unaligned or wrapping range, `EEXIST` if it overlaps an
-    /// existing mapping, `ERANGE` if it is not usable, `ENOSPC` if no IOVA range is free,
-    /// `ENOMEM` past `RLIMIT_MEMLOCK`, `EFAULT` for memory that cannot be pinned.
+    /// Every number comes from user space and is checked before any arithmetic. Errors:
+    /// `EINVAL` for a zero, unaligned or wrapping range, `EEXIST` if it overlaps an existing
+    /// mapping, `ERANGE` if it is not usable, `ENOSPC` if no IOVA range is free, `ENOMEM` past
+    /// `RLIMIT_MEMLOCK`, `EFAULT` for memory that cannot be pinned.
     pub(crate) fn map(
         &mut self,
         user_va: u64,
         length: u64,
         iova: Option<u64>,
         prot: i32,
-    ) -> Result<u64> {
+    ) -> Result<Mapped> {
         let page = PAGE_SIZE as u64;
         if length == 0 || length % page != 0 || user_va % page != 0 {
             return Err(EINVAL);
@@ -291,32 +315,55 @@ impl IoPageTable {
                 // Keep the IOVA congruent with the user address up to 2 MiB, so that huge pages
                 // can be mapped with huge IOPTEs.
                 let align = if length >= (2 << 20) { 2 << 20 } else { page };
-                let base = self
-                    .find_iova(length + (user_va % align), align)
-                    .ok_or(ENOSPC)?;
-                base + user_va % align
+                let offset = user_va % align;
+                let span = length.checked_add(offset).ok_or(ENOSPC)?;
+                let base = self.find_iova(span, align).ok_or(ENOSPC)?;
+                base.checked_add(offset).ok_or(ENOSPC)?
             }
         };
 
         // Allocated first, so that inserting the area cannot fail once it is mapped.
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let npages = usize::try_from(length / page)?;
+        let npages = usize::try_from(length / page).map_err(|_| ENOMEM)?;
         let pages = PinnedPages::pin(user_va, npages, prot & crate::iommu::PROT_WRITE != 0)?;
+        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        // INVARIANT: not mapped anywhere yet; `iova + length` was checked above not to wrap.
         let area = Area {
             length,
             prot,
+            serial,
             pages,
         };
         for (i, domain) in self.domains.iter().enumerate() {
             if let Err(e) = map_area(domain, iova, &area) {
+                let mut whole = true;
                 for d in &self.domains[..i] {
-                    unmap_area(d, iova, &area, length);
+                    whole &= unmap_area(d, iova, &area, length);
+                }
+                if !whole {
+                    // Part of it may still be mapped: its pages must stay pinned.
+                    keep_pinned(area);
                 }
                 return Err(e);
             }
         }
         self.areas.insert(node.into_node(iova, area));
-        Ok(iova)
+        Ok(Mapped { iova, serial })
+    }
+
+    /// Unmaps the mapping `m` made by [`IoPageTable::map`], if it is still there: never a
+    /// later one at the same IOVA. Returns whether it did.
+    pub(crate) fn unmap_exact(&mut self, m: Mapped) -> bool {
+        if !self.areas.get(&m.iova).is_some_and(|a| a.serial == m.serial) {
+            return false;
+        }
+        match self.areas.remove(&m.iova) {
+            Some(area) => {
+                self.drop_area(m.iova, area);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Unmaps every area inside `[iova, iova + length)` and returns the bytes unmapped.
@@ -344,35 +391,45 @@ impl IoPageTable {
         if starts.is_empty() {
             return Err(ENOENT);
         }
-        let mut unmapped = 0;
+        let mut unmapped: u64 = 0;
         for start in starts {
             if let Some(area) = self.areas.remove(&start) {
-                unmapped += area.length;
+                // Areas are disjoint within a 64-bit space: the sum cannot wrap.
+                unmapped = unmapped.saturating_add(area.length);
                 self.drop_area(start, area);
             }
+            cond_resched();
         }
         Ok(unmapped)
     }
 
     /// Unmaps everything; returns the bytes unmapped.
     pub(crate) fn unmap_all(&mut self) -> u64 {
-        let mut unmapped = 0;
+        let mut unmapped: u64 = 0;
         while let Some(cursor) = self.areas.cursor_front_mut() {
             let (_, node) = cursor.remove_current();
             let (start, area) = node.to_key_value();
-            unmapped += area.length;
+            unmapped = unmapped.saturating_add(area.length);
             self.drop_area(start, area);
+            cond_resched();
         }
         unmapped
     }
 
     /// Removes `area`'s IOMMU mappings from every domain (each `iommu_unmap` waits for its
-    /// IOTLB flush), then unpins its pages.
+    /// IOTLB flush), then unpins its pages; if an IOMMU driver failed to unmap all of it, the
+    /// pages stay pinned instead (see [`keep_pinned`]).
     fn drop_area(&self, start: u64, area: Area) {
+        let mut whole = true;
         for d in &self.domains {
-            unmap_area(d, start, &area, area.length);
+            whole &= unmap_area(d, start, &area, area.length);
         }
-        drop(area);
+        if whole {
+            // INVARIANT: unmapped from every domain: the pages may be unpinned.
+            drop(area);
+        } else {
+            keep_pinned(area);
+        }
     }
 
     /// Whether the IOVAs of every area are usable with `domain` and the `reserved` regions.
@@ -401,6 +458,7 @@ impl IoPageTable {
                 result = Err(e);
                 break;
             }
+            cond_resched();
         }
         if result.is_ok() {
             result = self
@@ -427,7 +485,12 @@ impl IoPageTable {
             if domain.iova_to_phys(start) == 0 {
                 continue;
             }
-            unmap_area(domain, start, area, area.length);
+            if !unmap_area(domain, start, area, area.length) {
+                // The area stays in the table, pinned, for the other domains; this one is
+                // being dropped by its last user and cannot reach it once detached.
+                warn_unmap_short();
+            }
+            cond_resched();
         }
     }
 
@@ -436,9 +499,9 @@ impl IoPageTable {
         self.reserved = reserved;
     }
 
-    /// The usable IOVA ranges, inclusive, in ascending order: the first `max` of them go to
-    /// `out`; returns how many there are in all.
-    pub(crate) fn usable_ranges(&self, out: &mut KVec<(u64, u64)>, max: usize) -> Result<usize> {
+    /// The usable IOVA ranges, inclusive, in ascending order, to `out`. There are at most one
+    /// more than the reserved regions.
+    pub(crate) fn usable_ranges(&self, out: &mut KVec<(u64, u64)>) -> Result {
         let (lo, hi) = self.aperture();
         let mut holes = KVec::new();
         for &(s, l) in self.reserved.iter() {
@@ -447,12 +510,8 @@ impl IoPageTable {
             }
         }
         holes.sort_unstable();
-        let mut count = 0;
         let mut emit = |range: (u64, u64)| -> Result {
-            if count < max {
-                out.push(range, GFP_KERNEL)?;
-            }
-            count += 1;
+            out.push(range, GFP_KERNEL)?;
             Ok(())
         };
         // The start of the next usable range; `None` once past `u64::MAX`.
@@ -471,7 +530,7 @@ impl IoPageTable {
                 emit((n, hi))?;
             }
         }
-        Ok(count)
+        Ok(())
     }
 }
 
@@ -504,7 +563,7 @@ fn map_segments(
         // ...split into segments of one page size each.
         let run = (j - i) as u64 * page;
         let mut off = 0;
-        while off < run {
+        while off < run && (i as u64) * page + off < limit {
             let (pgsize, count) =
                 segment(iova + i as u64 * page + off, start + off, run - off, bitmap)
                     .ok_or(EINVAL)?;
@@ -512,12 +571,14 @@ fn map_segments(
             off += pgsize * count;
         }
         i = j;
+        cond_resched();
     }
     Ok(())
 }
 
 /// Maps `area` at `iova` into `domain`, one `iommu_map` per segment, counting the IOPTEs. On
-/// failure nothing of the area stays mapped in `domain`.
+/// failure nothing of the area stays mapped in `domain`, or, if even that failed, its pages are
+/// kept pinned by the caller (`Err` is returned either way; see [`IoPageTable::map`]).
 fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
     let mut mapped = 0;
     let ret = map_segments(
@@ -527,22 +588,31 @@ fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
         area.length,
         |va, pa, pg, count| {
             let len = usize::try_from(pg * count)?;
-            timed(0, || domain.map(va, pa, len, area.prot))?;
+            // SAFETY: `pa..pa + len` is part of `area`'s pinned pages, which stay pinned while
+            // the area is mapped in any domain (type invariant of `Area`); `va..va + len` is
+            // free in this domain: the table keeps areas disjoint.
+            timed(0, || unsafe { domain.map(va, pa, len, area.prot) })?;
             IOPTES[iopte_bucket(pg)].fetch_add(count, Relaxed);
             mapped += pg * count;
             Ok(())
         },
     );
-    if ret.is_err() && mapped > 0 {
-        unmap_area(domain, iova, area, mapped);
+    if ret.is_err() && mapped > 0 && !unmap_area(domain, iova, area, mapped) {
+        warn_unmap_short();
     }
     ret
 }
 
 /// Unmaps the first `length` bytes of `area` (mapped at `iova`) from `domain`, flushing the
-/// IOTLB, and uncounts their IOPTEs.
-fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) {
-    timed(2, || domain.unmap(iova, length as usize));
+/// IOTLB, and uncounts their IOPTEs. Returns `false` if the IOMMU driver unmapped less: then
+/// part of it may still be mapped, and its pages must stay pinned.
+fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) -> bool {
+    let Ok(size) = usize::try_from(length) else {
+        return false;
+    };
+    // SAFETY: `iova..iova + length` covers whole segments mapped by `map_area` (the first
+    // `length` bytes of the area, split the same way).
+    let unmapped = timed(2, || unsafe { domain.unmap(iova, size) });
     let _ = map_segments(
         iova,
         area,
@@ -553,4 +623,21 @@ fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) {
             Ok(())
         },
     );
+    unmapped == size
+}
+
+/// Says once that an IOMMU driver failed to unmap, which leaves pages pinned for good.
+fn warn_unmap_short() {
+    static WARNED: Atomic<bool> = Atomic::new(false);
+    if !WARNED.xchg(true, Relaxed) {
+        pr_warn!("ioasid: the IOMMU driver unmapped less than asked; the pages stay pinned\n");
+    }
+}
+
+/// Keeps `area`'s pages pinned for good: an IOMMU driver failed to unmap all of it, and a
+/// device may still reach them. Leaking the pin is the only safe answer (as iommufd does).
+fn keep_pinned(area: Area) {
+    warn_unmap_short();
+    // INVARIANT: never dropped, so the pages are never unpinned.
+    core::mem::forget(area);
 }

@@ -24,24 +24,20 @@
 //!
 //! # Locking
 //!
-//! Lock order, outermost first:
-//!
-//! 1. an IOASID's `state` mutex;
-//! 2. the table's XArray lock (see [`crate::id_table`]), which is innermost.
-//!
-//! Today no path holds both: the state is decided under the IOASID's lock, which is released
-//! before the table is changed. An IOASID's lock is never taken with the table's lock held.
-//!
-//! The context's coherency mutex (see [`crate::coherency`]) is taken inside an IOASID's state
-//! mutex, when an assumed non-coherent device starts or stops counting.
+//! An IOASID's state mutex comes after a context's `groups` mutex and before its coherency
+//! mutex and the ID table's XArray lock, in the module's one lock order (see
+//! [`crate::device`]). The state is decided under the IOASID's lock, which is released before
+//! the table is changed.
 //!
 //! # Coherency
 //!
-//! A coherent IOASID (`IOASID_ALLOC_COHERENT`) maps everything with `IOMMU_CACHE` into domains
-//! that enforce cache coherency, and accepts only devices whose IOMMU can enforce it (else
-//! `EMEDIUMTYPE`, checked before anything changes). A non-coherent IOASID accepts any device;
-//! each assumed non-coherent device attached to it counts in the context's
-//! [`Coherency`] from its attach until its detach or the IOASID's free, whichever comes first.
+//! A coherent IOASID (`IOASID_ALLOC_COHERENT`) maps into domains that enforce cache coherency,
+//! and accepts only devices whose IOMMU can enforce it (else `EMEDIUMTYPE`, checked before
+//! anything changes). Every mapping of every IOASID carries `IOMMU_CACHE`: without it, SMMUv3
+//! stage 1 maps memory Normal Non-cacheable. A non-coherent IOASID accepts any device; each
+//! attached group through which an assumed non-coherent device was attached counts in the
+//! context's [`Coherency`] from that attach until the group is detached (after its DMA is
+//! blocked) or the IOASID is freed, whichever comes first.
 
 use kernel::{
     new_mutex,
@@ -55,12 +51,19 @@ use kernel::{
 
 use crate::{
     coherency::Coherency,
+    hw_pagetable,
     id_table::IdTable,
-    io_pagetable::IoPageTable,
+    io_pagetable::{
+        IoPageTable,
+        Mapped, //
+    },
     iommu::{
+        sw_msi_base,
         Attachment,
+        DmaOwnership,
         Group,
         PciDev,
+        ResvRegion,
         PROT_CACHE, //
     },
     uapi::{
@@ -69,27 +72,23 @@ use crate::{
     },
 };
 
-/// A device of this context attached through a group.
-struct AttachedDevice {
-    id: u32,
-    /// Its reserved IOVA regions.
-    reserved: KVec<(u64, u64)>,
-    /// Whether it counts in the context's [`Coherency`]: an assumed non-coherent device in a
-    /// non-coherent IOASID.
-    noncoherent: bool,
-}
-
-/// A group attached to the IOASID, with the devices of this context attached through it.
+/// A group attached to the IOASID.
 struct GroupAttachment {
     attachment: Attachment,
-    devices: KVec<AttachedDevice>,
+    /// The group's reserved IOVA regions.
+    reserved: KVec<ResvRegion>,
+    /// Whether the group counts in the context's [`Coherency`]: a device of it that may emit
+    /// no-snoop DMA was attached through it, and the IOASID is non-coherent. Sticky until the
+    /// group is detached: a device unbound from the context stays in the group, and the group's
+    /// DMA is what counts.
+    noncoherent: bool,
 }
 
 /// The state of an IOASID that changes after creation.
 struct State {
     /// `IOASID_FREE` was called: the ID no longer names this IOASID for user space.
     freed: bool,
-    /// Kernel-side users (attached devices). While nonzero after a free, the ID is parked.
+    /// Kernel-side users (attached groups). While nonzero after a free, the ID is parked.
     users: u32,
     /// The mappings, and the domains they are mirrored into.
     iopt: IoPageTable,
@@ -97,36 +96,32 @@ struct State {
     groups: KVec<GroupAttachment>,
 }
 
-impl State {
-    /// Recomputes the reserved regions the I/O page table must avoid.
-    fn update_reserved(&mut self) -> Result {
-        let mut all = KVec::new();
-        for g in self.groups.iter() {
-            for d in g.devices.iter() {
-                for &r in d.reserved.iter() {
-                    all.push(r, GFP_KERNEL)?;
-                }
-            }
-        }
-        self.iopt.set_reserved(all);
-        Ok(())
+/// The reserved regions of every group in `groups`, and of `extra`, as inclusive ranges.
+fn all_reserved(groups: &[GroupAttachment], extra: &[ResvRegion]) -> Result<KVec<(u64, u64)>> {
+    let mut all = KVec::new();
+    for r in Iterator::chain(groups.iter().flat_map(|g| g.reserved.iter()), extra) {
+        all.push((r.start, r.last), GFP_KERNEL_ACCOUNT)?;
     }
+    Ok(all)
+}
 
+impl State {
     /// Frees the IOASID: marks it freed, detaches every group (their DMA is blocked from then
-    /// on) and unmaps and unpins everything; the devices stop counting in `coherency`.
+    /// on), then stops counting them in `coherency`, and unmaps and unpins everything.
     /// `ENOENT` if it was freed already.
     fn free(&mut self, coherency: &Coherency) -> Result {
         if self.freed {
             return Err(ENOENT);
         }
         self.freed = true;
-        for g in self.groups.iter() {
-            for _ in g.devices.iter().filter(|d| d.noncoherent) {
+        while let Some(g) = self.groups.pop() {
+            let counted = g.noncoherent;
+            // Detaching first: no device can reach the memory while it is being unpinned.
+            drop(g);
+            if counted {
                 coherency.put();
             }
         }
-        // Detaching first: no device can reach the memory while it is being unpinned.
-        self.groups.clear();
         // Unmaps every area from every domain, then unpins it: the domains are empty after.
         self.iopt.unmap_all();
         while let Some(d) = self.iopt.domains().first().cloned() {
@@ -181,14 +176,9 @@ impl Ioasid {
         length: u64,
         iova: Option<u64>,
         prot: i32,
-    ) -> Result<u64> {
-        // In a coherent IOASID every mapping is snooped.
-        let prot = if self.coherent {
-            prot | PROT_CACHE
-        } else {
-            prot
-        };
-        self.live()?.iopt.map(user_va, length, iova, prot)
+    ) -> Result<Mapped> {
+        // Every mapping is cacheable: a coherent IOASID's domains also force snooping.
+        self.live()?.iopt.map(user_va, length, iova, prot | PROT_CACHE)
     }
 
     /// `enum ioasid_coherency_flags` of this IOASID.
@@ -198,14 +188,16 @@ impl Ioasid {
         if self.coherent {
             flags |= uapi::IOASID_COHERENCY_ENFORCED;
         }
-        if state
-            .groups
-            .iter()
-            .any(|g| g.devices.iter().any(|d| d.noncoherent))
-        {
+        if state.groups.iter().any(|g| g.noncoherent) {
             flags |= uapi::IOASID_COHERENCY_NONCOHERENT_DMA;
         }
         Ok(flags)
+    }
+
+    /// Undoes the mapping `m` made by [`Ioasid::map`], and nothing else: not a later mapping
+    /// at the same IOVA by another thread.
+    pub(crate) fn undo_map(&self, m: Mapped) {
+        self.state.lock().iopt.unmap_exact(m);
     }
 
     /// Unmaps a range of whole mappings; see [`IoPageTable::unmap`].
@@ -218,11 +210,11 @@ impl Ioasid {
         Ok(self.live()?.iopt.unmap_all())
     }
 
-    /// The usable IOVA ranges (see [`IoPageTable::usable_ranges`]), and the page sizes all
-    /// domains support (0 without a domain).
-    pub(crate) fn ranges(&self, out: &mut KVec<(u64, u64)>, max: usize) -> Result<(usize, u64)> {
+    /// The usable IOVA ranges (see [`IoPageTable::usable_ranges`]) to `out`, and returns the
+    /// page sizes all domains support (0 without a domain).
+    pub(crate) fn ranges(&self, out: &mut KVec<(u64, u64)>) -> Result<u64> {
         let state = self.live()?;
-        let count = state.iopt.usable_ranges(out, max)?;
+        state.iopt.usable_ranges(out)?;
         let pgsizes = state
             .iopt
             .domains()
@@ -231,135 +223,117 @@ impl Ioasid {
                 Some(acc.unwrap_or(u64::MAX) & d.pgsize_bitmap())
             })
             .unwrap_or(0);
-        Ok((count, pgsizes))
+        Ok(pgsizes)
     }
 
-    /// Attaches device `dev_id` (`pdev`, in `group`; `assumed_noncoherent` if it may emit
-    /// no-snoop DMA) to this IOASID.
+    /// Attaches `group` to this IOASID, through its device `pdev` whose DMA ownership is
+    /// `ownership` (`noncoherent` if that device may emit no-snoop DMA). The group must not be
+    /// attached to it already.
     ///
-    /// The first device of a group attaches the group to a domain of the IOASID that accepts it,
-    /// or to a new domain into which every mapping is replayed. Errors: `EMEDIUMTYPE` if the
-    /// IOASID is coherent and the device's IOMMU cannot enforce that; `ERANGE` if an existing
-    /// mapping lies outside what the device can use (its domain's aperture, its reserved
-    /// regions); `ENOENT` if the IOASID was freed; errors of the IOMMU driver.
-    pub(crate) fn attach_device(
+    /// The group goes to a domain of the IOASID that accepts it, or to a new domain into which
+    /// every mapping is replayed ([`hw_pagetable::attach`]). Either it is attached and recorded,
+    /// or nothing changed. Errors: `EMEDIUMTYPE` if the IOASID is coherent and the device's
+    /// IOMMU cannot enforce that; `ERANGE` if an existing mapping lies outside what the group
+    /// can use (a domain's aperture, its reserved regions); `ENOENT` if the IOASID was freed;
+    /// `ENOMEM`; errors of the IOMMU driver.
+    pub(crate) fn attach_group(
         &self,
-        dev_id: u32,
-        pdev: &PciDev,
         group: &Group,
-        assumed_noncoherent: bool,
+        pdev: &PciDev,
+        ownership: &DmaOwnership,
+        noncoherent: bool,
     ) -> Result {
+        let mut guard = self.live()?;
+        let state = &mut *guard;
+        if self.coherent && !pdev.can_enforce_coherency() {
+            return Err(EMEDIUMTYPE);
+        }
+        let reserved = group.reserved_regions()?;
+        let ranges = all_reserved(&state.groups, &reserved)?;
+        if !state.iopt.fits(None, &ranges) {
+            return Err(ERANGE);
+        }
+        // Everything that can fail is done before the group is attached.
+        state.groups.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let attachment = hw_pagetable::attach(
+            &mut state.iopt,
+            group,
+            pdev,
+            ownership,
+            self.coherent,
+            sw_msi_base(&reserved),
+        )?;
+        let counts = noncoherent && !self.coherent;
+        state.iopt.set_reserved(ranges);
+        // Capacity reserved above: this cannot fail.
+        let _ = state.groups.push_within_capacity(GroupAttachment {
+            attachment,
+            reserved,
+            noncoherent: counts,
+        });
+        if counts {
+            self.coherency.get();
+        }
+        Ok(())
+    }
+
+    /// Another device of `group`, which is attached to this IOASID, is attached: `pdev`, which
+    /// may emit no-snoop DMA if `noncoherent`. Errors: `ENOENT` if the IOASID was freed;
+    /// `EMEDIUMTYPE` as for [`Ioasid::attach_group`].
+    pub(crate) fn join_group(&self, group: &Group, pdev: &PciDev, noncoherent: bool) -> Result {
         let mut state = self.live()?;
         if self.coherent && !pdev.can_enforce_coherency() {
             return Err(EMEDIUMTYPE);
         }
-        let reserved = pdev.reserved_regions()?;
-        if !state.iopt.fits(None, &reserved) {
-            return Err(ERANGE);
-        }
-        let entry = AttachedDevice {
-            id: dev_id,
-            reserved,
-            noncoherent: assumed_noncoherent && !self.coherent,
-        };
-        let counts = entry.noncoherent;
-
-        if let Some(g) = state
+        let g = state
             .groups
             .iter_mut()
             .find(|g| g.attachment.group().is(group))
-        {
-            g.devices.push(entry, GFP_KERNEL_ACCOUNT)?;
-            if counts {
-                self.coherency.get();
-            }
-            return state.update_reserved();
-        }
-
-        // An existing domain that accepts the group...
-        let mut attachment = None;
-        for d in state.iopt.domains().iter() {
-            if !state.iopt.fits(Some(d), &[]) {
-                continue;
-            }
-            if let Ok(a) = d.attach(group) {
-                attachment = Some(a);
-                break;
-            }
-        }
-        // ...or a new one, with every mapping replayed into it before the group can use it.
-        let attachment = match attachment {
-            Some(a) => a,
-            None => {
-                let domain = pdev.alloc_domain()?;
-                if !state.iopt.fits(Some(&domain), &[]) {
-                    return Err(ERANGE);
-                }
-                // Before anything is mapped into it or attached to it.
-                if self.coherent && !domain.enforce_cache_coherency() {
-                    return Err(EMEDIUMTYPE);
-                }
-                state.iopt.add_domain(domain.clone())?;
-                match domain.attach(group) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        state.iopt.remove_domain(&domain);
-                        return Err(e);
-                    }
-                }
-            }
-        };
-        let mut devices = KVec::new();
-        devices.push(entry, GFP_KERNEL_ACCOUNT)?;
-        state.groups.push(
-            GroupAttachment {
-                attachment,
-                devices,
-            },
-            GFP_KERNEL_ACCOUNT,
-        )?;
-        if counts {
+            .ok_or(ENOENT)?;
+        if noncoherent && !self.coherent && !g.noncoherent {
+            g.noncoherent = true;
             self.coherency.get();
         }
-        state.update_reserved()
+        Ok(())
     }
 
-    /// Detaches device `dev_id` of `group`. The last device of a group detaches the group (its
-    /// DMA is blocked from then on), and a domain without groups is freed.
-    pub(crate) fn detach_device(&self, dev_id: u32, group: &Group) {
+    /// Detaches `group` (its DMA is blocked from then on), then stops counting it in the
+    /// context's coherency; a domain left without groups is freed. Nothing to do if the IOASID
+    /// was freed meanwhile (that detached it).
+    pub(crate) fn detach_group(&self, group: &Group) {
         let mut state = self.state.lock();
         let Some(i) = state
             .groups
             .iter()
             .position(|g| g.attachment.group().is(group))
         else {
-            // Already detached when the IOASID was freed.
             return;
         };
-        let devices = &mut state.groups[i].devices;
-        if let Some(d) = devices.iter().position(|d| d.id == dev_id) {
-            if devices[d].noncoherent {
-                self.coherency.put();
-            }
-            let _ = devices.remove(d);
+        let Ok(g) = state.groups.remove(i) else {
+            return;
+        };
+        let GroupAttachment {
+            attachment,
+            noncoherent,
+            ..
+        } = g;
+        let domain = attachment.domain().clone();
+        drop(attachment);
+        if noncoherent {
+            self.coherency.put();
         }
-        if state.groups[i].devices.is_empty() {
-            let g = state.groups.remove(i);
-            if let Ok(g) = g {
-                let domain = g.attachment.domain().clone();
-                drop(g);
-                if !state
-                    .groups
-                    .iter()
-                    .any(|g| Arc::ptr_eq(g.attachment.domain(), &domain))
-                    && state.iopt.has_domain(&domain)
-                {
-                    state.iopt.remove_domain(&domain);
-                }
-            }
+        if !state
+            .groups
+            .iter()
+            .any(|g| Arc::ptr_eq(g.attachment.domain(), &domain))
+            && state.iopt.has_domain(&domain)
+        {
+            state.iopt.remove_domain(&domain);
         }
-        // The remaining devices' regions; on failure to allocate, the old (larger) set stays.
-        let _ = state.update_reserved();
+        // The remaining groups' regions; on failure to allocate, the old (larger) set stays.
+        if let Ok(ranges) = all_reserved(&state.groups, &[]) {
+            state.iopt.set_reserved(ranges);
+        }
     }
 }
 

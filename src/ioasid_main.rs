@@ -26,11 +26,14 @@ use kernel::{
 mod coherency;
 mod context;
 mod device;
+mod driver;
+mod hw_pagetable;
 mod id_table;
 mod io_pagetable;
 mod ioasid;
 mod iommu;
 mod kvm;
+mod kvm_types;
 mod pages;
 mod test_seam;
 mod uapi;
@@ -64,6 +67,8 @@ module! {
 struct IoasidModule {
     #[pin]
     _miscdev: MiscDeviceRegistration<context::Context>,
+    /// The `ioasid` PCI driver, to which administrators hand devices (see [`driver`]).
+    _driver: driver::Registration,
     /// `ioasid/iopte_counts`: the IOPTEs in all domains, by page size.
     #[pin]
     _iopte_counts: File<io_pagetable::IopteCounts>,
@@ -79,6 +84,8 @@ struct IoasidModule {
     /// `ioasid/test_assume_noncoherent`, in test builds only (see [`test_seam`]).
     #[pin]
     _test_seam: test_seam::SeamFile,
+    /// `ioasid/test_msi`, in test builds only (see [`test_seam`]).
+    _test_msi: test_seam::MsiSeam,
     _debugfs: Dir,
 }
 
@@ -92,11 +99,13 @@ impl kernel::InPlaceModule for IoasidModule {
 
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(options),
+            _driver: driver::Registration::new()?,
             _iopte_counts <- debugfs.read_only_file(c"iopte_counts", io_pagetable::IopteCounts),
             _iommu_time <- debugfs.read_only_file(c"iommu_time", io_pagetable::IommuTime),
             _contexts <- debugfs.read_only_file(c"contexts", context::ContextsAlive),
             _wbinvd_count <- debugfs.read_only_file(c"wbinvd_count", coherency::WbinvdCount),
             _test_seam <- test_seam::file(&debugfs),
+            _test_msi: test_seam::MsiSeam::new(),
             _debugfs: debugfs,
         })
         .pin_chain(|this| {

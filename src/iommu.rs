@@ -1,19 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Thin, safe wrappers over the kernel's PCI and IOMMU C APIs.
+//! Thin wrappers over the kernel's PCI and IOMMU C APIs.
 //!
-//! This file, [`crate::id_table`] and [`crate::pages`] hold all of the module's `unsafe`. The
-//! types here make the C API's ordering rules hold by construction:
+//! The types here make the C API's ordering rules hold by construction:
 //!
 //! - [`PciDev`] is a counted reference to a `struct pci_dev`.
 //! - [`DmaOwnership`] is DMA ownership of a device claimed for a context; dropping it releases
 //!   the ownership. No kernel driver can bind to the device while it is held.
 //! - [`Group`] is a counted reference to an IOMMU group.
 //! - [`Domain`] is a paging `iommu_domain`, shared by [`Arc`]; it is freed when the last
-//!   reference goes.
+//!   reference goes. Mapping and unmapping are `unsafe`: a mapping lets a device reach physical
+//!   memory, so the caller must prove the memory stays pinned while it is mapped.
 //! - [`Attachment`] is a group attached to a domain. It holds a reference to the domain, so the
 //!   domain cannot be freed while anything is attached to it, and dropping it detaches the group,
 //!   which, because the group's DMA is owned, puts the group back on the blocking domain: no DMA.
+//!   Creating one needs the group's [`DmaOwnership`].
+//!
+//! The module's `unsafe` lives in the thin wrappers: this file, [`crate::driver`] (the PCI
+//! driver's registration), [`crate::id_table`] (the XArray), [`crate::pages`] (pinning and
+//! accounting), [`crate::kvm`] (the exported C interface), [`crate::kvm_types`] and
+//! [`crate::test_seam`]. Everything else is safe Rust.
 
 use core::ptr::{
     null_mut,
@@ -29,6 +35,27 @@ use kernel::{
 
 extern "C" {
     fn ioasid_init_list_head(list: *mut bindings::list_head);
+    fn ioasid_cond_resched();
+}
+
+/// One reserved IOVA region of a group: `start..=last`, and whether it is the window the IOMMU
+/// driver wants MSI doorbells mapped into by software (`IOMMU_RESV_SW_MSI`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ResvRegion {
+    pub(crate) start: u64,
+    pub(crate) last: u64,
+    pub(crate) sw_msi: bool,
+    /// A hardware MSI window (`IOMMU_RESV_MSI`): MSIs need no software mapping.
+    pub(crate) hw_msi: bool,
+}
+
+/// The base of the software-managed MSI window among `regions`, if the IOMMU needs one (and
+/// has no hardware MSI window, which takes precedence), as VFIO decides it.
+pub(crate) fn sw_msi_base(regions: &[ResvRegion]) -> Option<u64> {
+    if regions.iter().any(|r| r.hw_msi) {
+        return None;
+    }
+    regions.iter().find(|r| r.sw_msi).map(|r| r.start)
 }
 
 /// A counted reference to a PCI device.
@@ -56,6 +83,28 @@ impl PciDev {
         };
         // INVARIANT: `pci_get_domain_bus_and_slot` returned a new reference.
         NonNull::new(ptr).map(|ptr| PciDev { ptr })
+    }
+
+    /// Takes a new reference to the PCI device at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct pci_dev` for the duration of the call.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<bindings::pci_dev>) -> Self {
+        // SAFETY: `ptr` is valid (function's safety requirement); this takes a reference.
+        unsafe { bindings::pci_dev_get(ptr.as_ptr()) };
+        // INVARIANT: the reference taken above.
+        PciDev { ptr }
+    }
+
+    /// The `struct pci_dev`.
+    pub(crate) fn as_raw(&self) -> *mut bindings::pci_dev {
+        self.ptr.as_ptr()
+    }
+
+    /// Whether `self` and `other` are the same device.
+    pub(crate) fn is(&self, other: &PciDev) -> bool {
+        self.ptr == other.ptr
     }
 
     fn dev(&self) -> *mut bindings::device {
@@ -179,38 +228,24 @@ impl PciDev {
         Ok(Arc::new(Domain { ptr }, GFP_KERNEL_ACCOUNT)?)
     }
 
-    /// The device's reserved IOVA regions, as inclusive `(start, last)` pairs.
-    pub(crate) fn reserved_regions(&self) -> Result<KVec<(u64, u64)>> {
-        let mut regions = KVec::new();
-        let mut list = bindings::list_head {
-            next: null_mut(),
-            prev: null_mut(),
-        };
-        let head: *mut bindings::list_head = &mut list;
-        // SAFETY: `head` is a valid, exclusively borrowed list head.
-        unsafe { ioasid_init_list_head(head) };
-        // SAFETY: `dev()` is valid and `head` an initialised empty list.
-        unsafe { bindings::iommu_get_resv_regions(self.dev(), head) };
-        let mut result = Ok(());
-        // SAFETY: `head` is a list of `struct iommu_resv_region`, linked by their first field
-        // `list`, which stays valid until `iommu_put_resv_regions` below.
-        unsafe {
-            let mut pos = (*head).next;
-            while pos != head {
-                let region = pos.cast::<bindings::iommu_resv_region>();
-                let start = (*region).start;
-                let len = (*region).length as u64;
-                if len > 0 {
-                    if let Err(e) = regions.push((start, start.saturating_add(len - 1)), GFP_KERNEL)
-                    {
-                        result = Err(e.into());
-                    }
-                }
-                pos = (*pos).next;
-            }
-            bindings::iommu_put_resv_regions(self.dev(), head);
-        }
-        result.map(|()| regions)
+    /// Stops the device's DMA before its DMA ownership goes back to the kernel: clears bus
+    /// mastering, then resets the function if it supports a reset (as vfio-pci does on release).
+    ///
+    /// The reset takes the device lock with a trylock: when the driver core holds it (the device
+    /// is being removed or unbound from the ioasid driver, and waits for this teardown), the
+    /// reset is skipped and bus mastering stays off, which is what stops the DMA.
+    pub(crate) fn quiesce(&self, _ownership: &DmaOwnership) {
+        let pdev = self.ptr.as_ptr();
+        // SAFETY: `pdev` is valid (type invariant) and still bound to the ioasid driver: the
+        // caller owns its DMA (`_ownership`), and removal waits for this teardown.
+        unsafe { bindings::pci_clear_master(pdev) };
+        // SAFETY: as above. It fails harmlessly (`-ENOTTY`, `-EAGAIN`) when the function has
+        // no reset or the device lock is taken; the function's config space is restored after a
+        // reset, with bus mastering still off.
+        let _ = unsafe { bindings::pci_try_reset_function(pdev) };
+        // A reset restores the command register as it was saved: clear mastering once more.
+        // SAFETY: as above.
+        unsafe { bindings::pci_clear_master(pdev) };
     }
 }
 
@@ -237,6 +272,13 @@ impl Drop for PciDev {
 /// `iommu_device_claim_dma_owner` succeeded on `dev` and has not been released.
 pub(crate) struct DmaOwnership {
     dev: PciDev,
+}
+
+impl DmaOwnership {
+    /// The device whose DMA is owned.
+    pub(crate) fn dev(&self) -> &PciDev {
+        &self.dev
+    }
 }
 
 impl Drop for DmaOwnership {
@@ -278,6 +320,54 @@ impl Group {
     /// Whether `self` and `other` are the same group.
     pub(crate) fn is(&self, other: &Group) -> bool {
         self.ptr == other.ptr
+    }
+
+    /// The reserved IOVA regions of every device of the group, merged
+    /// (`iommu_get_group_resv_regions`): IOVAs no mapping of a domain the group is attached to
+    /// may use.
+    pub(crate) fn reserved_regions(&self) -> Result<KVec<ResvRegion>> {
+        let mut regions = KVec::new();
+        let mut list = bindings::list_head {
+            next: null_mut(),
+            prev: null_mut(),
+        };
+        let head: *mut bindings::list_head = &mut list;
+        // SAFETY: `head` is a valid, exclusively borrowed list head.
+        unsafe { ioasid_init_list_head(head) };
+        // SAFETY: `ptr` is valid (type invariant) and `head` an initialised empty list, to which
+        // the call adds copies of the regions (even when it fails part way).
+        let ret = unsafe { bindings::iommu_get_group_resv_regions(self.ptr.as_ptr(), head) };
+        let mut result = if ret != 0 {
+            Err(Error::from_errno(ret))
+        } else {
+            Ok(())
+        };
+        // SAFETY: `head` is a list of `struct iommu_resv_region`, linked by their field `list`,
+        // valid until `iommu_put_resv_regions` below frees them (copies without a `free`
+        // callback: `kfree`d, whatever the device argument).
+        unsafe {
+            let mut pos = (*head).next;
+            while pos != head {
+                let region = kernel::container_of!(pos, bindings::iommu_resv_region, list);
+                let start = (*region).start;
+                let len = (*region).length as u64;
+                let ty = (*region).type_;
+                if len > 0 && result.is_ok() {
+                    let r = ResvRegion {
+                        start,
+                        last: start.saturating_add(len - 1),
+                        sw_msi: ty == bindings::iommu_resv_type_IOMMU_RESV_SW_MSI,
+                        hw_msi: ty == bindings::iommu_resv_type_IOMMU_RESV_MSI,
+                    };
+                    if let Err(e) = regions.push(r, GFP_KERNEL) {
+                        result = Err(e.into());
+                    }
+                }
+                pos = (*pos).next;
+            }
+            bindings::iommu_put_resv_regions(null_mut(), head);
+        }
+        result.map(|()| regions)
     }
 
     /// Another reference to the group.
@@ -333,17 +423,34 @@ impl Domain {
     }
 
     /// Makes the domain block no-snoop DMA: every mapping made after this is snooped whatever
-    /// the device asks for. Must be called before anything is mapped or attached. Returns
-    /// whether the IOMMU driver could.
-    pub(crate) fn enforce_cache_coherency(&self) -> bool {
+    /// the device asks for. Returns whether the IOMMU driver could.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may be mapped in the domain or attached to it yet, as the IOMMU API requires.
+    pub(crate) unsafe fn enforce_cache_coherency(&self) -> bool {
         // SAFETY: `ptr` is a valid paging domain (type invariant); its `ops` are the driver's.
         let op = unsafe { (*(*self.ptr.as_ptr()).ops).enforce_cache_coherency };
         match op {
             // SAFETY: the driver's op, called on its own domain, with nothing mapped or
-            // attached yet (the caller's duty, as the IOMMU API requires).
+            // attached yet (function's safety requirement).
             Some(op) => unsafe { op(self.ptr.as_ptr()) },
             None => false,
         }
+    }
+
+    /// Gives the domain an MSI cookie with its window at `base`, so that the MSI doorbells of
+    /// the devices attached to it are mapped there by the IOMMU core (`iommu_get_msi_cookie`):
+    /// needed where MSIs go through the IOMMU's translation (SMMUv3's `IOMMU_RESV_SW_MSI`).
+    /// Call it before anything is attached. `EEXIST` if the domain has one already.
+    pub(crate) fn set_msi_cookie(&self, base: u64) -> Result {
+        // SAFETY: `ptr` is a valid paging (unmanaged) domain (type invariant); the cookie is
+        // released by `iommu_domain_free`.
+        let ret = unsafe { bindings::iommu_get_msi_cookie(self.ptr.as_ptr(), base) };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
     }
 
     /// The page sizes the domain supports, one bit per size.
@@ -355,10 +462,16 @@ impl Domain {
     }
 
     /// Maps `size` bytes at `iova` to physical address `paddr` with `prot`.
-    pub(crate) fn map(&self, iova: u64, paddr: u64, size: usize, prot: i32) -> Result {
+    ///
+    /// # Safety
+    ///
+    /// `paddr..paddr + size` must be memory that stays allocated to the caller (pinned pages)
+    /// until it is unmapped again with [`Domain::unmap`], and `iova..iova + size` must not be
+    /// mapped already.
+    pub(crate) unsafe fn map(&self, iova: u64, paddr: u64, size: usize, prot: i32) -> Result {
         let iova = usize::try_from(iova)?;
-        // SAFETY: `ptr` is a valid paging domain (type invariant); the caller maps memory it has
-        // pinned, and unmaps it before unpinning.
+        // SAFETY: `ptr` is a valid paging domain (type invariant); the memory stays the caller's
+        // while mapped (function's safety requirement).
         let ret = unsafe {
             bindings::iommu_map(
                 self.ptr.as_ptr(),
@@ -376,13 +489,19 @@ impl Domain {
     }
 
     /// Unmaps `size` bytes at `iova`, flushing the IOTLB before it returns. Returns the number
-    /// of bytes unmapped.
-    pub(crate) fn unmap(&self, iova: u64, size: usize) -> usize {
+    /// of bytes unmapped: less than `size` only if the IOMMU driver failed, in which case the
+    /// rest may still be mapped and its memory must stay pinned.
+    ///
+    /// # Safety
+    ///
+    /// `iova..iova + size` must cover whole mappings made with [`Domain::map`], as the IOMMU API
+    /// requires (no mapping is split).
+    pub(crate) unsafe fn unmap(&self, iova: u64, size: usize) -> usize {
         let Ok(iova) = usize::try_from(iova) else {
             return 0;
         };
-        // SAFETY: `ptr` is a valid paging domain (type invariant). `iommu_unmap` waits for the
-        // IOTLB invalidation.
+        // SAFETY: `ptr` is a valid paging domain (type invariant); whole mappings (function's
+        // safety requirement). `iommu_unmap` waits for the IOTLB invalidation.
         unsafe { bindings::iommu_unmap(self.ptr.as_ptr(), iova, size) }
     }
 
@@ -392,9 +511,13 @@ impl Domain {
         unsafe { bindings::iommu_iova_to_phys(self.ptr.as_ptr(), iova) }
     }
 
-    /// Attaches `group` to the domain. The group's DMA must be owned by the caller.
-    pub(crate) fn attach(self: &Arc<Self>, group: &Group) -> Result<Attachment> {
-        // SAFETY: both pointers are valid (type invariants).
+    /// Attaches `group` to the domain. `ownership` is the caller's DMA ownership of a device of
+    /// the group: with it, dropping the attachment puts the group on the blocking domain.
+    pub(crate) fn attach(self: &Arc<Self>, group: &Group, ownership: &DmaOwnership) -> Result<Attachment> {
+        if !ownership.dev().group().is_some_and(|g| g.is(group)) {
+            return Err(EINVAL);
+        }
+        // SAFETY: both pointers are valid (type invariants); the group's DMA is owned.
         let ret = unsafe { bindings::iommu_attach_group(self.ptr.as_ptr(), group.ptr.as_ptr()) };
         if ret != 0 {
             return Err(Error::from_errno(ret));
@@ -463,4 +586,11 @@ pub(crate) fn wbinvd_on_all_cpus() -> Result {
 pub(crate) fn capable_sys_admin() -> bool {
     // SAFETY: `capable` only inspects the current task's credentials.
     unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) }
+}
+
+/// Yields the CPU if another task should run: called in every loop whose length user space
+/// decides.
+pub(crate) fn cond_resched() {
+    // SAFETY: no precondition; called in process context without spinlocks held.
+    unsafe { ioasid_cond_resched() };
 }

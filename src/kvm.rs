@@ -28,10 +28,7 @@
 use core::ptr::NonNull;
 use kernel::{
     bindings,
-    ffi::{
-        c_int,
-        c_void, //
-    },
+    ffi::c_int,
     prelude::*,
     sync::{
         atomic::{
@@ -44,58 +41,14 @@ use kernel::{
     types::ForeignOwnable,
 };
 
-use crate::context::Context;
-
-/// `struct ioasid_coherency_watch` of `include/linux/ioasid_kvm.h`.
-#[repr(C)]
-pub(crate) struct IoasidCoherencyWatch {
-    pub(crate) changed:
-        Option<unsafe extern "C" fn(watch: *mut IoasidCoherencyWatch, noncoherent: bool)>,
-}
-
-/// A registered watch.
-///
-/// # Invariants
-///
-/// `ptr` points to a `struct ioasid_coherency_watch` with a non-null `changed`, which its owner
-/// keeps valid, and unchanged, until it is unregistered.
-pub(crate) struct Watch {
-    ptr: NonNull<IoasidCoherencyWatch>,
-}
-
-// SAFETY: the watch's owner allows it to be called from any thread (documented in the header).
-unsafe impl Send for Watch {}
-// SAFETY: as above.
-unsafe impl Sync for Watch {}
-
-impl Watch {
-    /// A watch for the `struct ioasid_coherency_watch` at `ptr`, or `None` if it has no
-    /// `changed()`.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` must be valid, and stay valid and unchanged until the watch is unregistered.
-    pub(crate) unsafe fn new(ptr: NonNull<IoasidCoherencyWatch>) -> Option<Self> {
-        // SAFETY: `ptr` is valid (function's safety requirement).
-        unsafe { (*ptr.as_ptr()).changed }?;
-        // INVARIANT: valid with a `changed()`, and kept valid until unregistered.
-        Some(Watch { ptr })
-    }
-
-    /// Whether this is the watch at `ptr`.
-    pub(crate) fn is(&self, ptr: NonNull<IoasidCoherencyWatch>) -> bool {
-        self.ptr == ptr
-    }
-
-    /// Calls the watch's `changed()` with the new answer.
-    pub(crate) fn notify(&self, noncoherent: bool) {
-        // SAFETY: `ptr` is valid and registered (type invariant).
-        if let Some(changed) = unsafe { (*self.ptr.as_ptr()).changed } {
-            // SAFETY: `changed` is the owner's callback for this watch (type invariant).
-            unsafe { changed(self.ptr.as_ptr(), noncoherent) };
-        }
-    }
-}
+use crate::{
+    context::Context,
+    kvm_types::{
+        IoasidCoherencyWatch,
+        IoasidCtx,
+        Watch, //
+    },
+};
 
 /// The `file_operations` of `/dev/ioasid` files (the misc device's), as an address; 0 before
 /// the device is registered.
@@ -115,20 +68,20 @@ pub(crate) fn set_fops(misc: *mut bindings::miscdevice) {
 ///
 /// `file` must be a valid `struct file` on which the caller holds a reference.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn ioasid_ctx_get_file(file: *mut bindings::file) -> *const c_void {
+pub(crate) unsafe extern "C" fn ioasid_ctx_get_file(file: *mut bindings::file) -> *mut IoasidCtx {
     let ours = FOPS.load(Relaxed);
     if file.is_null() || ours == 0 {
-        return core::ptr::null();
+        return core::ptr::null_mut();
     }
     // SAFETY: `file` is valid (function's safety requirement).
     if unsafe { (*file).f_op } as usize != ours {
-        return core::ptr::null();
+        return core::ptr::null_mut();
     }
     // SAFETY: an open ioasid file's private data is its context, as stored by the misc device's
     // `open()` (`Arc::into_foreign`), and stays so until `release()`, which cannot run while the
     // caller holds its reference to the file.
     let ctx: ArcBorrow<'_, Context> = unsafe { <Arc<Context>>::borrow((*file).private_data) };
-    Arc::into_raw(Arc::from(ctx)).cast()
+    Arc::into_raw(Arc::from(ctx)).cast_mut().cast()
 }
 
 /// Borrows the context of a reference from [`ioasid_ctx_get_file`].
@@ -136,9 +89,9 @@ pub(crate) unsafe extern "C" fn ioasid_ctx_get_file(file: *mut bindings::file) -
 /// # Safety
 ///
 /// `ctx` must be a reference returned by [`ioasid_ctx_get_file`] and not yet put.
-unsafe fn ctx_ref<'a>(ctx: *const c_void) -> &'a Context {
+unsafe fn ctx_ref<'a>(ctx: *mut IoasidCtx) -> &'a Context {
     // SAFETY: `ctx` came from `Arc::into_raw` and the reference is still held.
-    unsafe { &*ctx.cast::<Context>() }
+    unsafe { &*ctx.cast_const().cast::<Context>() }
 }
 
 /// Drops a reference taken by [`ioasid_ctx_get_file`].
@@ -148,9 +101,9 @@ unsafe fn ctx_ref<'a>(ctx: *const c_void) -> &'a Context {
 /// `ctx` must be a reference returned by [`ioasid_ctx_get_file`] and not yet put; no watch of
 /// the caller may be registered on it any more.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn ioasid_ctx_put(ctx: *const c_void) {
+pub(crate) unsafe extern "C" fn ioasid_ctx_put(ctx: *mut IoasidCtx) {
     // SAFETY: `ctx` came from `Arc::into_raw`, and this gives that reference back.
-    drop(unsafe { Arc::from_raw(ctx.cast::<Context>()) });
+    drop(unsafe { Arc::from_raw(ctx.cast_const().cast::<Context>()) });
 }
 
 /// Whether non-coherent DMA is possible now through the context (and WBINVD not forbidden).
@@ -159,7 +112,7 @@ pub(crate) unsafe extern "C" fn ioasid_ctx_put(ctx: *const c_void) {
 ///
 /// `ctx` must be a reference returned by [`ioasid_ctx_get_file`] and not yet put.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn ioasid_ctx_noncoherent_dma(ctx: *const c_void) -> bool {
+pub(crate) unsafe extern "C" fn ioasid_ctx_noncoherent_dma(ctx: *mut IoasidCtx) -> bool {
     // SAFETY: the function's safety requirement.
     unsafe { ctx_ref(ctx) }.coherency().noncoherent_dma()
 }
@@ -173,7 +126,7 @@ pub(crate) unsafe extern "C" fn ioasid_ctx_noncoherent_dma(ctx: *const c_void) -
 /// `noncoherent` must be valid, `watch` until it is unregistered.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn ioasid_ctx_watch_coherency(
-    ctx: *const c_void,
+    ctx: *mut IoasidCtx,
     watch: *mut IoasidCoherencyWatch,
     noncoherent: *mut bool,
 ) -> c_int {
@@ -203,7 +156,7 @@ pub(crate) unsafe extern "C" fn ioasid_ctx_watch_coherency(
 /// `ctx` must be a reference returned by [`ioasid_ctx_get_file`] and not yet put.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn ioasid_ctx_unwatch_coherency(
-    ctx: *const c_void,
+    ctx: *mut IoasidCtx,
     watch: *mut IoasidCoherencyWatch,
 ) -> c_int {
     let Some(ptr) = NonNull::new(watch) else {

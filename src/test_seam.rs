@@ -10,7 +10,11 @@
 //! non-coherent, whatever [`crate::iommu::PciDev::may_emit_no_snoop`] found; writing `none`
 //! clears it. The seam only ever adds "assumed non-coherent" (the safe side), and setting it
 //! taints the kernel (`TAINT_TEST`). Everything downstream of the detection is the production
-//! code. A module built without `IOASID_TEST=1` has neither the file nor this code.
+//! code.
+//!
+//! The test build also has `ioasid/test_msi` (`src/test_msi.c`): it counts the MSIs of a device
+//! bound to the ioasid driver, so that a test can see an MSI reach the CPU through an attached
+//! IOASID. A module built without `IOASID_TEST=1` has neither file nor this code.
 
 pub(crate) use imp::*;
 
@@ -34,6 +38,19 @@ mod imp {
     pub(crate) fn file(_dir: &Dir) -> impl PinInit<SeamFile, Error> + '_ {
         Ok(())
     }
+
+    /// The MSI counter of the test build: nothing.
+    pub(crate) struct MsiSeam;
+
+    impl MsiSeam {
+        /// Creates nothing.
+        pub(crate) fn new() -> Self {
+            MsiSeam
+        }
+    }
+
+    /// A device leaves the ioasid driver: nothing to do.
+    pub(crate) fn device_leaving(_pdev: &crate::iommu::PciDev) {}
 }
 
 /// Test builds: the seam.
@@ -115,5 +132,44 @@ mod imp {
             c"test_assume_noncoherent",
             Ok::<_, Error>(AssumeNoncoherent),
         )
+    }
+
+    // `struct pci_dev` is only ever passed by pointer.
+    #[allow(improper_ctypes)]
+    extern "C" {
+        fn ioasid_test_msi_init();
+        fn ioasid_test_msi_exit();
+        fn ioasid_test_msi_forget(pdev: *mut bindings::pci_dev);
+    }
+
+    /// The debugfs file `ioasid/test_msi` of `src/test_msi.c`; removed, with any MSI vector it
+    /// allocated, when dropped.
+    ///
+    /// # Invariants
+    ///
+    /// `ioasid_test_msi_init` was called, and `ioasid_test_msi_exit` is called once, in `drop`.
+    pub(crate) struct MsiSeam(());
+
+    impl MsiSeam {
+        /// Creates `ioasid/test_msi` (the `ioasid` debugfs directory must exist).
+        pub(crate) fn new() -> Self {
+            // SAFETY: no precondition; undone in `drop`.
+            unsafe { ioasid_test_msi_init() };
+            // INVARIANT: initialised above.
+            MsiSeam(())
+        }
+    }
+
+    impl Drop for MsiSeam {
+        fn drop(&mut self) {
+            // SAFETY: initialised (type invariant); called once.
+            unsafe { ioasid_test_msi_exit() };
+        }
+    }
+
+    /// A device leaves the ioasid driver: the MSI vector the seam allocated on it goes first.
+    pub(crate) fn device_leaving(pdev: &crate::iommu::PciDev) {
+        // SAFETY: `pdev` is a valid PCI device (type invariant of `PciDev`).
+        unsafe { ioasid_test_msi_forget(pdev.as_raw()) };
     }
 }

@@ -46,8 +46,10 @@ void ioasid_ctx_put(struct ioasid_ctx *ctx);
 
 /*
  * Whether DMA through the context can bypass the CPU caches now (a
- * non-coherent IOASID has an assumed non-coherent device attached) and the
- * administrator has not forbidden WBINVD. Lock-free.
+ * non-coherent IOASID has a group attached through which an assumed
+ * non-coherent device was attached; it counts until the group is detached,
+ * after its DMA is blocked) and the administrator has not forbidden WBINVD.
+ * Lock-free.
  */
 bool ioasid_ctx_noncoherent_dma(struct ioasid_ctx *ctx);
 

@@ -187,18 +187,23 @@ struct ioasid_free {
  *
  * Binds a PCI device to this context and claims its DMA ownership: from now
  * on no kernel driver and no other context can use the device, or any
- * device of its IOMMU group, until it is unbound or the context is closed.
- * The group's DMA is blocked until a device of it is attached to an IOASID.
- * Needs CAP_SYS_ADMIN at call time.
+ * device of its IOMMU group, until it is unbound, removed or the context is
+ * closed. The device must have been handed to the "ioasid" PCI driver by the
+ * administrator (driver_override, as for vfio-pci). The group's DMA is
+ * blocked until a device of it is attached to an IOASID. Needs CAP_SYS_ADMIN
+ * at call time.
  *
  * Errors: the common ones, and
  *  EPERM: the caller lacks CAP_SYS_ADMIN; or the IOMMU cannot isolate the
  *	device's MSIs (no interrupt remapping) and the module was not loaded
  *	with allow_unsafe_interrupts=1.
- *  ENODEV: there is no such PCI device, or it is not behind an IOMMU.
+ *  ENODEV: there is no such PCI device, it is not behind an IOMMU, or it is
+ *	being removed.
+ *  ENXIO: the device has no driver: it was not handed to the ioasid driver.
  *  EEXIST: the device is already bound in this context.
- *  EBUSY: a kernel driver is bound to the device or uses a device of its
- *	group, or another context owns the group.
+ *  EBUSY: another driver than ioasid is bound to the device, a kernel
+ *	driver uses a device of its group, or another context has the device
+ *	or its group.
  *  ENOSPC, ENOMEM: as for IOASID_ALLOC.
  */
 struct ioasid_device_bind {
@@ -220,8 +225,11 @@ struct ioasid_device_bind {
  * @dev_id: the device to unbind
  * @__reserved: must be 0
  *
- * Detaches the device if it is attached, then releases its DMA ownership:
- * kernel drivers may bind to it again.
+ * Detaches the device if it is attached (the last attached device of its
+ * group blocks the group's DMA), clears its bus mastering and resets it
+ * where possible, releases its DMA ownership and the ioasid driver's claim,
+ * and frees its ID. On a device that was removed (on which the other device
+ * ioctls fail with ENODEV) it only frees the ID, and succeeds.
  *
  * Errors: the common ones, and
  *  ENOENT: @dev_id is not a device bound in this context.
@@ -250,10 +258,12 @@ struct ioasid_device_unbind {
  *
  * Errors: the common ones, and
  *  ENOENT: @dev_id or @ioasid does not name a live object of this context.
+ *  ENODEV: the device was removed.
  *  EBUSY: the device is attached already.
  *  EXDEV: another device of its IOMMU group is attached to another IOASID.
  *  ERANGE: an existing mapping of the IOASID lies outside the IOVAs the
- *	device can use (its IOMMU's aperture, its reserved regions).
+ *	device can use (its IOMMU's aperture, the reserved regions of its
+ *	IOMMU group).
  *  EMEDIUMTYPE: @ioasid is coherent (IOASID_ALLOC_COHERENT) and the
  *	device's IOMMU cannot block its no-snoop DMA (the device lacks
  *	IOASID_DEVICE_CAP_ENFORCE_COHERENCY). Nothing was changed.
@@ -279,6 +289,7 @@ struct ioasid_device_attach {
  *
  * Errors: the common ones, and
  *  ENOENT: @dev_id is not a device bound in this context.
+ *  ENODEV: the device was removed.
  *  EINVAL: the device is not attached.
  */
 struct ioasid_device_detach {
@@ -313,16 +324,21 @@ enum ioasid_map_flags {
  * Pins the memory and maps it into every IOMMU domain of the IOASID.
  * Pinned memory is charged to the caller's locked memory (RLIMIT_MEMLOCK)
  * unless the caller has CAP_IPC_LOCK. Physically contiguous memory is
- * mapped with the largest page sizes the IOMMU supports.
+ * mapped with the largest page sizes the IOMMU supports. If @iova cannot be
+ * written back (EFAULT), exactly the mapping this call made is undone.
  *
  * Errors: the common ones, and
  *  ENOENT: @ioasid does not name a live IOASID of this context.
  *  EINVAL: neither IOASID_MAP_READ nor IOASID_MAP_WRITE, a zero length, an
- *	unaligned address or length, or a range that wraps around.
+ *	unaligned address or length, or a range (@user_va or a fixed @iova,
+ *	plus @length) that wraps around the end of the 64-bit space.
  *  EEXIST: the IOVA range overlaps an existing mapping.
  *  ERANGE: the IOVA range is not usable: outside an attached device's
- *	IOMMU aperture, or in its reserved regions (IOASID_IOVA_RANGES).
- *  ENOSPC: no free IOVA range is large enough (kernel-chosen IOVA).
+ *	IOMMU aperture, or in the reserved regions of its IOMMU group
+ *	(IOASID_IOVA_RANGES).
+ *  ENOSPC: no free IOVA range is large enough (kernel-chosen IOVA), which
+ *	includes a @length that overflows 64 bits when the offset of @user_va
+ *	within the IOVA alignment is added.
  *  EFAULT: the memory cannot be pinned (not mapped, or not writable for
  *	IOASID_MAP_WRITE).
  *  ENOMEM: RLIMIT_MEMLOCK would be exceeded, or out of memory.
@@ -355,7 +371,9 @@ enum ioasid_unmap_flags {
  * @out_unmapped: the number of bytes unmapped
  *
  * Unmaps every mapping inside the range; the range must not cut a mapping.
- * The IOTLB is flushed before the pages are unpinned and uncharged.
+ * The IOTLB is flushed before the pages are unpinned and uncharged. If the
+ * IOMMU driver unmaps less than asked, the pages of that mapping stay
+ * pinned for good (the kernel logs a warning once).
  *
  * Errors: the common ones, and
  *  ENOENT: @ioasid does not name a live IOASID of this context, or the
@@ -386,21 +404,23 @@ struct ioasid_iova_range {
  * @flags: no flags are defined; must be 0
  * @ioasid: the IOASID to query
  * @num_ranges: in: how many struct ioasid_iova_range fit at @ranges_uptr;
- *	out: how many usable ranges there are
+ *	out: how many usable ranges there are, of which the first
+ *	min(in, out) are written
  * @ranges_uptr: user address of an array of struct ioasid_iova_range
  * @out_pgsize_bitmap: the page sizes every domain of the IOASID supports,
  *	one bit per size; 0 while no device is attached
  *
  * Reports the IOVA ranges that can be mapped, given the devices attached
- * now: the intersection of their IOMMUs' apertures, minus their reserved
- * regions (such as the MSI window). With no device attached, all of the
- * 64-bit space is reported; attaching a device later fails with ERANGE if a
- * mapping lies outside what it can use.
+ * now: the intersection of their IOMMUs' apertures, minus the reserved
+ * regions of their IOMMU groups (such as the MSI window). With no device
+ * attached, all of the 64-bit space is reported; attaching a device later
+ * fails with ERANGE if a mapping lies outside what it can use.
  *
  * Errors: the common ones, and
  *  ENOENT: @ioasid does not name a live IOASID of this context.
  *  EMSGSIZE: there are more than @num_ranges ranges; the first @num_ranges
- *	were written and @num_ranges holds the total.
+ *	were written and @num_ranges holds the total (exactly when the total
+ *	is larger than @num_ranges; there is no other limit).
  */
 struct ioasid_iova_ranges {
 	__u32 argsz;
@@ -439,10 +459,11 @@ enum ioasid_device_capability {
  * @flags: no flags are defined; must be 0
  * @dev_id: a device bound in this context
  * @num_regions: in: how many struct ioasid_iova_range fit at @regions_uptr;
- *	out: how many reserved regions the device has
+ *	out: how many reserved regions there are, of which the first
+ *	min(in, out) are written
  * @regions_uptr: user address of an array of struct ioasid_iova_range: the
- *	device's reserved IOVA regions (such as the MSI window), which no
- *	IOASID it is attached to can map
+ *	reserved IOVA regions of the device's IOMMU group (such as the MSI
+ *	window), which no IOASID it is attached to can map
  * @out_pgsize_bitmap: the page sizes its IOMMU supports, one bit per size
  * @out_aperture_start: the first IOVA its IOMMU can map
  * @out_aperture_last: the last IOVA its IOMMU can map
@@ -453,8 +474,10 @@ enum ioasid_device_capability {
  *
  * Errors: the common ones, and
  *  ENOENT: @dev_id is not a device bound in this context.
- *  EMSGSIZE: the device has more than @num_regions reserved regions; the
- *	first @num_regions were written and @num_regions holds the total.
+ *  ENODEV: the device was removed.
+ *  EMSGSIZE: there are more than @num_regions reserved regions; the first
+ *	@num_regions were written and @num_regions holds the total (exactly
+ *	when the total is larger than @num_regions; there is no other limit).
  *  ENOMEM: out of memory.
  */
 struct ioasid_device_info {
@@ -475,8 +498,10 @@ enum ioasid_coherency_flags {
 	/* A coherent IOASID (IOASID_ALLOC_COHERENT): no-snoop is blocked. */
 	IOASID_COHERENCY_ENFORCED = 1 << 0,
 	/*
-	 * A non-coherent IOASID with at least one assumed non-coherent
-	 * device attached: DMA through it may bypass the CPU caches.
+	 * A non-coherent IOASID with at least one IOMMU group attached through
+	 * which an assumed non-coherent device was attached: DMA through it may
+	 * bypass the CPU caches. The group counts until it is detached or the
+	 * IOASID freed.
 	 */
 	IOASID_COHERENCY_NONCOHERENT_DMA = 1 << 1,
 };
@@ -484,8 +509,9 @@ enum ioasid_coherency_flags {
 /* Whether WBINVD is needed, in ioasid_coherency.out_wbinvd. */
 enum ioasid_wbinvd_state {
 	/*
-	 * No non-coherent IOASID of this context has an assumed non-coherent
-	 * device attached: IOASID_EXECUTE_WBINVD does nothing (ENODATA).
+	 * No non-coherent IOASID of this context has such a group attached
+	 * (IOASID_COHERENCY_NONCOHERENT_DMA): IOASID_EXECUTE_WBINVD does
+	 * nothing (ENODATA).
 	 */
 	IOASID_WBINVD_NOT_NEEDED = 0,
 	/* At least one has: IOASID_EXECUTE_WBINVD flushes the caches. */

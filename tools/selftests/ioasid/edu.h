@@ -38,10 +38,23 @@ static inline int edu_setup(struct edu *e, const char *bdf)
 		return -1;
 	e->devfn = (dev << 3) | fn;
 
+	/*
+	 * Memory decoding: the ioasid driver enables the devices handed to it
+	 * (sysfs then refuses the write); a device without a driver is
+	 * enabled here.
+	 */
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/enable", bdf);
-	fd = open(path, O_WRONLY);
-	if (fd < 0 || write(fd, "1", 1) != 1)
+	fd = open(path, O_RDWR);
+	if (fd < 0)
 		return -1;
+	if (write(fd, "1", 1) != 1) {
+		char on = 0;
+
+		if (pread(fd, &on, 1, 0) != 1 || on != '1') {
+			close(fd);
+			return -1;
+		}
+	}
 	close(fd);
 	/* Bus mastering and memory decoding in the command register. */
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);

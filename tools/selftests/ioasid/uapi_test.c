@@ -33,6 +33,7 @@ static int documented_errno(int e)
 	case EINVAL: case E2BIG: case EOPNOTSUPP: case EFAULT: case ENOTTY:
 	case ENOENT: case ENOSPC: case ENOMEM: case EPERM: case ENODEV: case EBUSY:
 	case EEXIST: case EXDEV: case ERANGE: case EMSGSIZE: case EMEDIUMTYPE: case ENODATA:
+	case ENXIO:
 		return 1;
 	}
 	return 0;

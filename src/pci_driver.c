@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The ioasid PCI driver's registration: the C half of src/driver.rs.
+ *
+ * ioasid is the driver of the devices user space owns through it, as vfio-pci
+ * is for VFIO: an administrator hands a device over with driver_override, and
+ * the driver core then keeps every other driver away from it and tells ioasid
+ * (remove) before the device goes away. The driver has no ID table, so it only
+ * ever binds to devices whose driver_override names it, and it is
+ * driver_managed_dma: binding it leaves the device's DMA ownership free for
+ * the context that binds the device later. The Rust side (src/driver.rs) does
+ * all the work; this file only holds what Rust's PCI abstraction cannot
+ * express today (driver_managed_dma, no ID table).
+ */
+#include <linux/device.h>
+#include <linux/pci.h>
+
+#include "helpers.h"
+
+/*
+ * The device is enabled (memory and I/O decoding) for as long as it is bound
+ * to the driver, as its user-space driver needs; bus mastering stays off until
+ * that user-space driver turns it on, and is turned off again on release.
+ */
+static int ioasid_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	int ret = pci_enable_device(pdev);
+
+	if (ret)
+		return ret;
+	pci_clear_master(pdev);
+	ret = ioasid_driver_probe(pdev);
+	if (ret)
+		pci_disable_device(pdev);
+	return ret;
+}
+
+static void ioasid_pci_remove(struct pci_dev *pdev)
+{
+	ioasid_driver_remove(pdev);
+	pci_disable_device(pdev);
+}
+
+static struct pci_driver ioasid_pci_driver = {
+	.name = "ioasid",
+	.probe = ioasid_pci_probe,
+	.remove = ioasid_pci_remove,
+	.driver_managed_dma = true,
+};
+
+int ioasid_pci_driver_register(void)
+{
+	return pci_register_driver(&ioasid_pci_driver);
+}
+
+void ioasid_pci_driver_unregister(void)
+{
+	pci_unregister_driver(&ioasid_pci_driver);
+}
+
+void *ioasid_pci_driver_data(struct pci_dev *pdev)
+{
+	device_lock_assert(&pdev->dev);
+	if (pdev->dev.driver != &ioasid_pci_driver.driver)
+		return NULL;
+	return pci_get_drvdata(pdev);
+}
+
+void ioasid_pci_set_driver_data(struct pci_dev *pdev, void *data)
+{
+	pci_set_drvdata(pdev, data);
+}
+
+void ioasid_device_lock(struct pci_dev *pdev)
+{
+	device_lock(&pdev->dev);
+}
+
+void ioasid_device_unlock(struct pci_dev *pdev)
+{
+	device_unlock(&pdev->dev);
+}

@@ -558,11 +558,16 @@ static int coherency(int fd, __u32 ioasid, __u32 *flags, __u32 *wbinvd)
 	return ret;
 }
 
+/* IOASID_DEVICE_GET_INFO with room for 16 reserved regions. */
 static int device_info(int fd, __u32 dev, struct ioasid_device_info *info)
 {
+	static struct ioasid_iova_range regions[16];
+
 	memset(info, 0, sizeof(*info));
 	info->argsz = sizeof(*info);
 	info->dev_id = dev;
+	info->num_regions = 16;
+	info->regions_uptr = (uintptr_t)regions;
 	return xioctl(fd, IOASID_DEVICE_GET_INFO, info);
 }
 
@@ -1503,8 +1508,6 @@ static const struct ovf_case ovf_cases[] = {
 	{ "kernel IOVA, buffer, length 2^64-page", 0, 1, 0, -PAGE, 0, 0, 0 },
 	{ "kernel IOVA, buffer, length 2^63", 0, 1, 0, 1ull << 63, 0, 0, 0 },
 	{ "kernel IOVA, buffer+page, length 2^63", 0, 1, PAGE, 1ull << 63, 0, 0, 0 },
-	{ "kernel IOVA, user_va 2^64-page, length page", 0, 0, -PAGE, PAGE, 0, 0, 0 },
-	{ "kernel IOVA, user_va 2^64-2 pages, length 2 pages", 0, 0, -2 * PAGE, 2 * PAGE, 0, 0, 0 },
 	{ "kernel IOVA, user_va 2^64-page, length 2 pages", 0, 0, -PAGE, 2 * PAGE, 0, 0, 0 },
 	{ "fixed IOVA 2^64-page, buffer, length page", 1, 1, 0, PAGE, -PAGE, 1, 0 },
 	{ "fixed IOVA 2^64-page, buffer, length 2 pages", 1, 1, 0, 2 * PAGE, -PAGE, 0, 0 },
@@ -1623,6 +1626,49 @@ TEST_F_TIMEOUT(iso, map_overflow_is_refused, 300)
 	munmap((void *)res, PAGE);
 }
 
+/*
+ * A neighbour of the overflow above, kept apart because it is a different
+ * defect: a user_va in the last pages of the 64-bit space, with a length that
+ * ends exactly at 2^64. The range does not wrap, so the module passes it to
+ * pin_user_pages_fast(), which answers EOVERFLOW (its end, start + length, is
+ * 2^64): an errno IOASID_MAP does not document (EOVERFLOW means an internal
+ * reference count there). Memory that cannot be pinned is EFAULT; a range
+ * that wraps is EINVAL. Nothing may stay pinned.
+ */
+TEST_F(iso, map_user_va_at_the_top_of_the_space)
+{
+	static const struct { uint64_t user_va, length; int fixed; } cases[] = {
+		{ -PAGE, PAGE, 0 }, { -2 * PAGE, 2 * PAGE, 0 }, { -PAGE, PAGE, 1 },
+		{ -(2ull << 20), 2ull << 20, 0 },
+	};
+	long pins0 = pinned_now();
+	__u32 ioasid;
+	int fd;
+
+	fd = open("/dev/ioasid", O_RDWR);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, alloc_ioasid(fd, &ioasid));
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ioasid_map m = {
+			.argsz = sizeof(m), .flags = RW, .ioasid = ioasid,
+			.user_va = cases[i].user_va, .length = cases[i].length,
+		};
+		int ret;
+
+		if (cases[i].fixed) {
+			m.flags |= IOASID_MAP_FIXED_IOVA;
+			m.iova = 0x100000;
+		}
+		ret = xioctl(fd, IOASID_MAP, &m);
+		EXPECT_TRUE(ret == -EFAULT || ret == -EINVAL)
+			TH_LOG("user_va %#llx length %#llx%s: MAP returned %d",
+			       (unsigned long long)m.user_va, (unsigned long long)m.length,
+			       cases[i].fixed ? " (fixed IOVA)" : "", ret);
+	}
+	EXPECT_EQ(pins0, pinned_now());
+	close(fd);
+}
+
 /* =============================================================================
  * Hot removal
  * ========================================================================== */
@@ -1674,25 +1720,52 @@ static void expect_gone(struct __test_metadata *_metadata, int fd, __u32 dev, __
 	EXPECT_EQ(-ENOENT, unbind(fd, dev)) TH_LOG("device %u", dev);
 }
 
+/*
+ * The pair of one IOMMU group used by the in-group removal: the two edus behind
+ * the bridge where they have a group (x86 but virtio-iommu), else the
+ * multi-function pair. The bridged pair is preferred because a removed edu
+ * comes back into the bridge's group on rescan, whereas a removed 06.1 comes
+ * back into a new group of its own: the PCI core adds the device (and the
+ * IOMMU core groups it) before it marks a function > 0 multifunction, and
+ * QEMU's 06.1 header does not say so. With the fallback, 06.1 stays in a group
+ * of its own for the rest of the VM's run.
+ */
+static void group_pair(const char **keep, const char **removed)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), SYS_PCI "%s/iommu_group", BR0);
+	if (!access(path, F_OK)) {
+		*keep = BR0;
+		*removed = BR1;
+	} else {
+		*keep = MF0;
+		*removed = MF1;
+	}
+}
+
 static void removal_in_group(struct __test_metadata *_metadata, volatile int *step)
 {
 	int dma = !no_dma_translation();
 	struct ioasid_device_info info;
+	const char *keep, *gone;
 	__u32 d0, d1, ioasid;
 	struct edu f0, f1;
 	uint8_t *buf;
 	int fd;
 
+	group_pair(&keep, &gone);
+	TH_LOG("removing %s; %s, in the same group, stays", gone, keep);
 	fd = open("/dev/ioasid", O_RDWR);
 	ASSERT_LE(0, fd);
 	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, buf);
-	ASSERT_EQ(0, dev_open(&f0, MF0));
-	ASSERT_EQ(0, dev_open(&f1, MF1));
+	ASSERT_EQ(0, dev_open(&f0, keep));
+	ASSERT_EQ(0, dev_open(&f1, gone));
 	ASSERT_EQ(0, bind_dev(fd, &f0, &d0, NULL));
 	ASSERT_EQ(0, bind_dev(fd, &f1, &d1, NULL));
-	ASSERT_EQ(0, bus_master(MF0, 1));
-	ASSERT_EQ(0, bus_master(MF1, 1));
+	ASSERT_EQ(0, bus_master(keep, 1));
+	ASSERT_EQ(0, bus_master(gone, 1));
 	ASSERT_EQ(0, alloc_ioasid(fd, &ioasid));
 	ASSERT_EQ(0, attach(fd, d0, ioasid));
 	ASSERT_EQ(0, attach(fd, d1, ioasid));
@@ -1702,10 +1775,10 @@ static void removal_in_group(struct __test_metadata *_metadata, volatile int *st
 		ASSERT_EQ(0, round_trip(&f1, buf, buf + PAGE, IOVA_SRC, IOVA_DST, 20));
 	edu_teardown(&f1);
 
-	*step = 1;	/* remove 06.1 */
-	ASSERT_EQ(0, pci_remove(MF1));
-	EXPECT_FALSE(dev_present(MF1));
-	*step = 2;	/* the other function of the group still DMAs */
+	*step = 1;	/* remove one device of the group */
+	ASSERT_EQ(0, pci_remove(gone));
+	EXPECT_FALSE(dev_present(gone));
+	*step = 2;	/* the other device of the group still DMAs */
 	if (dma)
 		EXPECT_EQ(0, round_trip(&f0, buf, buf + PAGE, IOVA_SRC, IOVA_DST, 21));
 	*step = 3;	/* the removed device's ID */
@@ -1725,15 +1798,19 @@ static void removal_in_group(struct __test_metadata *_metadata, volatile int *st
  * context holding a device the PCI core had torn down: the IOMMU core freed
  * its per-device state while it was still owned and attached, and later
  * ATTACH, GET_INFO, UNBIND or close dereferenced it (oops). Now removal tears
- * the device down in the context first. Here 06.1 is removed while 06.0, in
- * the same group, stays bound and attached: 06.0 still DMAs, 06.1's ID answers
- * ENODEV until unbound.
+ * the device down in the context first. Here one device of a group (01:02.0,
+ * or 06.1 without the bridged pair) is removed while the other, in the same
+ * group, stays bound and attached: it still DMAs, and the removed device's ID
+ * answers ENODEV until unbound.
  */
 TEST_F_TIMEOUT(iso, remove_device_of_attached_group, 120)
 {
+	const char *keep, *gone;
+
+	group_pair(&keep, &gone);
 	run_removal(_metadata, removal_in_group, 60000);
-	EXPECT_TRUE(dev_present(MF1));
-	EXPECT_TRUE(access(IOASID_DRV, F_OK) || bound_to_ioasid(MF1));
+	EXPECT_TRUE(dev_present(gone));
+	EXPECT_TRUE(access(IOASID_DRV, F_OK) || bound_to_ioasid(gone));
 }
 
 static void removal_then_close(struct __test_metadata *_metadata, volatile int *step)

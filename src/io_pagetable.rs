@@ -354,7 +354,7 @@ impl IoPageTable {
     /// Unmaps the mapping `m` made by [`IoPageTable::map`], if it is still there: never a
     /// later one at the same IOVA. Returns whether it did.
     pub(crate) fn unmap_exact(&mut self, m: Mapped) -> bool {
-        if !self.areas.get(&m.iova).is_some_and(|a| a.serial == m.serial) {
+        if self.areas.get(&m.iova).is_none_or(|a| a.serial != m.serial) {
             return false;
         }
         match self.areas.remove(&m.iova) {

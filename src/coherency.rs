@@ -41,11 +41,11 @@ use kernel::{
 };
 
 use crate::{
-    uapi,
     kvm_types::{
         IoasidCoherencyWatch,
         Watch, //
     },
+    uapi,
 };
 
 /// How many times WBINVD was executed on behalf of user space, since the module was loaded.

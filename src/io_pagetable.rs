@@ -354,7 +354,7 @@ impl IoPageTable {
     /// Unmaps the mapping `m` made by [`IoPageTable::map`], if it is still there: never a
     /// later one at the same IOVA. Returns whether it did.
     pub(crate) fn unmap_exact(&mut self, m: Mapped) -> bool {
-        if !self.areas.get(&m.iova).is_some_and(|a| a.serial == m.serial) {
+        if self.areas.get(&m.iova).is_none_or(|a| a.serial != m.serial) {
             return false;
         }
         match self.areas.remove(&m.iova) {
@@ -640,4 +640,80 @@ fn keep_pinned(area: Area) {
     warn_unmap_short();
     // INVARIANT: never dropped, so the pages are never unpinned.
     core::mem::forget(area);
+}
+
+#[kunit_tests(ioasid_io_pagetable)]
+mod tests {
+    use super::*;
+    use crate::iommu::PROT_READ;
+
+    const PAGE: u64 = PAGE_SIZE as u64;
+
+    /// Every number of a MAP is checked before any arithmetic: these used to overflow (a kernel
+    /// BUG with `CONFIG_RUST_OVERFLOW_CHECKS`, the IOASID's mutex held). None of them may get
+    /// as far as pinning (this KUnit thread has no user memory: that would be `EFAULT`).
+    #[test]
+    fn map_rejects_every_wrapping_request_before_pinning() -> Result {
+        let mut t = IoPageTable::new();
+        let max = u64::MAX;
+        // Kernel-chosen IOVA: `length + user_va % align` wraps.
+        assert_eq!(
+            t.map(PAGE, max - PAGE + 1, None, PROT_READ).err(),
+            Some(ENOSPC)
+        );
+        assert_eq!(
+            t.map(2 * PAGE, max - 2 * PAGE + 1, None, PROT_READ).err(),
+            Some(ENOSPC)
+        );
+        // The padding alone pushes a large map past the end of the IOVA space.
+        assert_eq!(
+            t.map(0x1f_f000, max - 0x20_0000 + 1, None, PROT_READ).err(),
+            Some(ENOSPC)
+        );
+        // `user_va + length` wraps.
+        assert_eq!(
+            t.map(max - PAGE + 1, 2 * PAGE, None, PROT_READ).err(),
+            Some(EINVAL)
+        );
+        // Fixed IOVA: `iova + length` wraps.
+        assert_eq!(
+            t.map(0, 2 * PAGE, Some(max - PAGE + 1), PROT_READ).err(),
+            Some(EINVAL)
+        );
+        assert_eq!(
+            t.map(0, max - PAGE + 1, Some(2 * PAGE), PROT_READ).err(),
+            Some(EINVAL)
+        );
+        // Zero, unaligned.
+        assert_eq!(t.map(0, 0, None, PROT_READ).err(), Some(EINVAL));
+        assert_eq!(t.map(0, max, None, PROT_READ).err(), Some(EINVAL));
+        assert_eq!(t.map(1, PAGE, None, PROT_READ).err(), Some(EINVAL));
+        // A sane request gets as far as pinning, which fails here for want of user memory.
+        assert_eq!(t.map(PAGE, PAGE, None, PROT_READ).err(), Some(EFAULT));
+        assert_eq!(t.areas.iter().count(), 0);
+        Ok(())
+    }
+
+    /// `IOASID_IOVA_RANGES` used to gather at most 256 ranges; every one is returned now.
+    #[test]
+    fn usable_ranges_are_all_returned() -> Result {
+        let mut t = IoPageTable::new();
+        let mut holes = KVec::new();
+        for i in 0..300u64 {
+            holes.push(
+                (i * 4 * PAGE + PAGE, i * 4 * PAGE + 2 * PAGE - 1),
+                GFP_KERNEL,
+            )?;
+        }
+        t.set_reserved(holes);
+        let mut out = KVec::new();
+        t.usable_ranges(&mut out)?;
+        assert_eq!(out.len(), 301);
+        assert_eq!(out[0], (0, PAGE - 1));
+        assert_eq!(out[300], (299 * 4 * PAGE + 2 * PAGE, u64::MAX));
+        for w in out.windows(2) {
+            assert!(w[0].1 < w[1].0);
+        }
+        Ok(())
+    }
 }

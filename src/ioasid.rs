@@ -178,7 +178,9 @@ impl Ioasid {
         prot: i32,
     ) -> Result<Mapped> {
         // Every mapping is cacheable: a coherent IOASID's domains also force snooping.
-        self.live()?.iopt.map(user_va, length, iova, prot | PROT_CACHE)
+        self.live()?
+            .iopt
+            .map(user_va, length, iova, prot | PROT_CACHE)
     }
 
     /// `enum ioasid_coherency_flags` of this IOASID.

@@ -513,7 +513,11 @@ impl Domain {
 
     /// Attaches `group` to the domain. `ownership` is the caller's DMA ownership of a device of
     /// the group: with it, dropping the attachment puts the group on the blocking domain.
-    pub(crate) fn attach(self: &Arc<Self>, group: &Group, ownership: &DmaOwnership) -> Result<Attachment> {
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        group: &Group,
+        ownership: &DmaOwnership,
+    ) -> Result<Attachment> {
         if !ownership.dev().group().is_some_and(|g| g.is(group)) {
             return Err(EINVAL);
         }

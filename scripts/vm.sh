@@ -89,6 +89,18 @@ out() { echo "$*" >&3; }
 kmsg() { echo "ioasid-vm: $*" >/dev/kmsg; }
 
 vm_ok() { out "ok - $1"; }
+# rmmod_ioasid: unload ioasid.ko (and the probe that uses it), waiting up to
+# 120 s for its users to go: a test killed on timeout may still be exiting
+# (closing a context with 100k IOASIDs takes a while under TCG).
+rmmod_ioasid() {
+	local i=0
+	lsmod | grep -q '^ioasid_kvm_probe' && rmmod ioasid_kvm_probe
+	while [ "$(cat /sys/module/ioasid/refcnt 2>/dev/null || echo 0)" != 0 ] && [ $i -lt 240 ]; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	rmmod ioasid >/tmp/rmmod.out 2>&1
+}
 vm_fail() { out "not ok - $1"; }
 
 out "IOASID-VM: booted $(uname -r)"
@@ -146,8 +158,7 @@ reload() {
 	shift
 	out "IOASID-BEGIN vm reload"
 	# Each step on its own, so that one failure is reported as what it is.
-	lsmod | grep -q '^ioasid_kvm_probe' && rmmod ioasid_kvm_probe
-	if ! rmmod ioasid >/tmp/rmmod.out 2>&1; then
+	if ! rmmod_ioasid; then
 		cat /tmp/rmmod.out >&3
 		out "# ioasid.ko is stuck (still in use): holders: $(cat /sys/module/ioasid/refcnt 2>/dev/null)"
 		vm_fail "$name: rmmod ioasid"
@@ -194,8 +205,7 @@ fi
 
 out "IOASID-BEGIN vm teardown"
 kmsg "rmmod ioasid"
-lsmod | grep -q '^ioasid_kvm_probe' && rmmod ioasid_kvm_probe
-if rmmod ioasid >/tmp/rmmod.out 2>&1; then
+if rmmod_ioasid; then
 	vm_ok "rmmod ioasid"
 else
 	cat /tmp/rmmod.out >&3

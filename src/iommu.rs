@@ -16,10 +16,14 @@
 //!   which, because the group's DMA is owned, puts the group back on the blocking domain: no DMA.
 //!   Creating one needs the group's [`DmaOwnership`].
 //!
-//! The module's `unsafe` lives in the thin wrappers: this file, [`crate::driver`] (the PCI
-//! driver's registration), [`crate::id_table`] (the XArray), [`crate::pages`] (pinning and
-//! accounting), [`crate::kvm`] (the exported C interface), [`crate::kvm_types`] and
-//! [`crate::test_seam`]. Everything else is safe Rust.
+//! Where the module's `unsafe` is: the calls into C are in the thin wrappers, this file,
+//! [`crate::driver`] (the PCI driver's registration), [`crate::id_table`] (the XArray),
+//! [`crate::pages`] (pinning and accounting), [`crate::kvm`] (the exported C interface),
+//! [`crate::kvm_types`] (the KVM watch) and [`crate::test_seam`]; [`crate::uapi`] declares the
+//! generated uAPI structs plain data (`unsafe impl` of `FromBytes`/`AsBytes`). Besides those,
+//! only the two callers of the `unsafe fn`s of [`Domain`] ([`crate::io_pagetable`], which maps
+//! pinned pages, citing the invariant of its `Area`, and [`crate::hw_pagetable`], which makes a
+//! new domain coherent) write `unsafe`. Everything else is safe Rust.
 
 use core::ptr::{
     null_mut,

@@ -24,9 +24,11 @@
 //! Unbind, close, the death of the process, and removal of the device all go through
 //! [`ContextGroup::release`], in this order: (1) if it is the group's last attached device, the
 //! group is detached from its IOASID, which puts it on the blocking domain: no DMA; (2) bus
-//! mastering is cleared and the function reset where it supports one; (3) the DMA ownership is
-//! released, and the device goes back to the kernel's default domain (which may be the
-//! identity); (4) the ioasid driver's claim is released. Pages are unpinned only when the
+//! mastering is cleared and the function reset where it supports one, and, if it is the last
+//! device of its group in the context, bus mastering of every other device of the group (bound
+//! or not) is cleared too; (3) the DMA ownership is released, and the device goes back to the
+//! kernel's default domain (which may be the identity), with the whole group once its last
+//! owned device is released; (4) the ioasid driver's claim is released. Pages are unpinned only when the
 //! IOASIDs are freed, after every group was detached from them.
 //!
 //! # Lock order
@@ -328,7 +330,13 @@ impl DeviceTable {
     fn release_locked(ioasids: &IoasidTable, groups: &mut KVec<ContextGroup>, g: usize, i: usize) {
         let member = groups[g].release(ioasids, i);
         if groups[g].members.is_empty() {
-            let _ = groups.remove(g);
+            if let Ok(cg) = groups.remove(g) {
+                // The last owned device of the group: the group's DMA goes back to the kernel
+                // with it, so every device of the group stops first, not only this one.
+                if let Some(m) = &member {
+                    cg.group.quiesce_all(&m.ownership);
+                }
+            }
         }
         if let Some(member) = member {
             forget(member);

@@ -13,10 +13,12 @@
 
 struct page;
 struct pci_dev;
+struct iommu_group;
 
 phys_addr_t ioasid_page_to_phys(struct page *page);
 void ioasid_init_list_head(struct list_head *list);
 void ioasid_cond_resched(void);
+void ioasid_group_clear_master(struct iommu_group *group);
 
 /* src/pci_driver.c: the ioasid PCI driver (its Rust half is src/driver.rs). */
 int ioasid_pci_driver_register(void);

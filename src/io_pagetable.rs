@@ -325,7 +325,10 @@ impl IoPageTable {
         // Allocated first, so that inserting the area cannot fail once it is mapped.
         let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let npages = usize::try_from(length / page).map_err(|_| ENOMEM)?;
-        let pages = PinnedPages::pin(user_va, npages, prot & crate::iommu::PROT_WRITE != 0)?;
+        // GUP says `EOVERFLOW` for a range that ends at the very top of the address space:
+        // memory that cannot be pinned, as any other address no user memory is at.
+        let pages = PinnedPages::pin(user_va, npages, prot & crate::iommu::PROT_WRITE != 0)
+            .map_err(|e| if e == EOVERFLOW { EFAULT } else { e })?;
         let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
         // INVARIANT: not mapped anywhere yet; `iova + length` was checked above not to wrap.
         let area = Area {

@@ -40,6 +40,7 @@ use kernel::{
 extern "C" {
     fn ioasid_init_list_head(list: *mut bindings::list_head);
     fn ioasid_cond_resched();
+    fn ioasid_group_clear_master(group: *mut bindings::iommu_group);
 }
 
 /// One reserved IOVA region of a group: `start..=last`, and whether it is the window the IOMMU
@@ -372,6 +373,16 @@ impl Group {
             bindings::iommu_put_resv_regions(null_mut(), head);
         }
         result.map(|()| regions)
+    }
+
+    /// Clears bus mastering of every PCI device of the group, bound in the context or not,
+    /// before the group's DMA ownership goes back to the kernel with its last owned device
+    /// (`ownership`): an unbound device of the group could otherwise still be mastering, and
+    /// reach whatever the kernel's default domain maps (all memory, if it is the identity).
+    pub(crate) fn quiesce_all(&self, _ownership: &DmaOwnership) {
+        // SAFETY: `ptr` is valid (type invariant); the group's DMA is owned, so no kernel
+        // driver uses any of its devices.
+        unsafe { ioasid_group_clear_master(self.ptr.as_ptr()) };
     }
 
     /// Another reference to the group.

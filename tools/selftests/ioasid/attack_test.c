@@ -106,6 +106,13 @@ static void restore_devices(void)
 {
 	char path[256];
 
+	/*
+	 * 06.1 rescanned alone comes back in an IOMMU group of its own (the PCI
+	 * core adds it before it knows the slot is multi-function): take the
+	 * pair out together, so that the rescan finds them as at boot.
+	 */
+	if (!exists("0000:00:06.1") && exists("0000:00:06.0"))
+		sysfs_write("/sys/bus/pci/devices/0000:00:06.0/remove", "1");
 	sysfs_write("/sys/bus/pci/rescan", "1");
 	for (unsigned int i = 0; i < sizeof(EDUS) / sizeof(EDUS[0]); i++) {
 		if (!exists(EDUS[i]) || has_driver(EDUS[i], "ioasid"))

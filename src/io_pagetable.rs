@@ -291,9 +291,10 @@ impl IoPageTable {
                 // Keep the IOVA congruent with the user address up to 2 MiB, so that huge pages
                 // can be mapped with huge IOPTEs.
                 let align = if length >= (2 << 20) { 2 << 20 } else { page };
-                let base = self
-                    .find_iova(length + (user_va % align), align)
-                    .ok_or(ENOSPC)?;
+                // `length` may reach 2^64 with the offset (`user_va` 4 KiB, `length` 2^64 - 4 KiB):
+                // no IOVA range is that large.
+                let span = length.checked_add(user_va % align).ok_or(ENOSPC)?;
+                let base = self.find_iova(span, align).ok_or(ENOSPC)?;
                 base + user_va % align
             }
         };

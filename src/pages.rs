@@ -190,7 +190,8 @@ fn pinned_vm(mm: &Mm) -> &Atomic<i64> {
 ///
 /// - Each of `pages[..pinned]` holds one `FOLL_PIN` pin taken by this value.
 /// - `pinned` pages are counted in `mm`'s `pinned_vm` and in [`PINNED_PAGES`], by this value.
-/// - `_charge` charges `pages.len()` pages, at least `pinned`, and `pages.len()` fits an `i64`.
+/// - `_charge` is the charge of `pages.len()` pages (none if the caller was exempt), at least
+///   `pinned`, and `pages.len()` fits an `i64`.
 pub(crate) struct PinnedPages {
     pages: KVVec<*mut bindings::page>,
     pinned: usize,
@@ -229,8 +230,8 @@ impl PinnedPages {
         let charge = UserCharge::charge(npages)?;
         // The size comes from user space: fail quietly if it is absurd.
         let pages = KVVec::from_elem(null_mut(), npages, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
-        // INVARIANT: nothing pinned yet; `charge` charges `npages` = `pages.len()`, which fits an
-        // `i64` (checked above).
+        // INVARIANT: nothing pinned yet; `charge` is for `npages` = `pages.len()` pages, which
+        // fits an `i64` (checked above).
         let mut this = PinnedPages {
             pages,
             pinned: 0,

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * One-line wrappers of the /dev/ioasid ioctls, shared by the kselftests
- * (uapi_test.c, dma_test.c, coherency_test.c) and the demo. Each returns 0 or
- * -errno.
+ * (uapi_test.c, dma_test.c, coherency_test.c, accounting_test.c) and the
+ * demo. Each returns 0 or -errno. Also the readers of what pinning shows:
+ * VmPin, and the module's count in debugfs.
  */
 #ifndef IOASID_UTIL_H
 #define IOASID_UTIL_H

@@ -3,14 +3,25 @@
  * C helpers for ioasid.ko: the static inlines and macros its Rust code needs
  * and the kernel's Rust bindings do not export.
  */
+#include <linux/cred.h>
 #include <linux/io.h>
 #include <linux/iommu.h>
 #include <linux/pci.h>
 #include <linux/list.h>
 #include <linux/mm.h>
+#include <linux/mm_types.h>
 #include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/user.h>
 
 #include "helpers.h"
+
+/* The per-user counter of pinned pages exists only with one of its users. */
+#if !(defined(CONFIG_NET) || defined(CONFIG_IO_URING) || \
+      defined(CONFIG_VFIO_PCI_ZDEV_KVM) || IS_ENABLED(CONFIG_IOMMUFD) || \
+      defined(CONFIG_SECRETMEM))
+#error "ioasid charges pinned memory to user_struct::locked_vm, which needs CONFIG_NET, CONFIG_IO_URING or CONFIG_IOMMUFD"
+#endif
 
 phys_addr_t ioasid_page_to_phys(struct page *page)
 {
@@ -37,4 +48,24 @@ static int ioasid_clear_master_one(struct device *dev, void *data)
 void ioasid_group_clear_master(struct iommu_group *group)
 {
 	iommu_group_for_each_dev(group, NULL, ioasid_clear_master_one);
+}
+
+struct user_struct *ioasid_get_current_user(void)
+{
+	return get_current_user();
+}
+
+atomic_long_t *ioasid_user_locked_vm(struct user_struct *user)
+{
+	return &user->locked_vm;
+}
+
+atomic64_t *ioasid_mm_pinned_vm(struct mm_struct *mm)
+{
+	return &mm->pinned_vm;
+}
+
+unsigned long ioasid_rlimit(unsigned int limit)
+{
+	return rlimit(limit);
 }

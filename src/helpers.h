@@ -8,9 +8,11 @@
 #ifndef IOASID_HELPERS_H
 #define IOASID_HELPERS_H
 
+#include <linux/atomic.h>
 #include <linux/list.h>
 #include <linux/types.h>
 
+struct mm_struct;
 struct page;
 struct pci_dev;
 struct iommu_group;
@@ -34,5 +36,15 @@ void ioasid_driver_remove(struct pci_dev *pdev);
 void ioasid_test_msi_init(void);
 void ioasid_test_msi_forget(struct pci_dev *pdev);
 void ioasid_test_msi_exit(void);
+
+struct user_struct;
+/* get_current_user(): the current task's user, with a reference (free_uid()). */
+struct user_struct *ioasid_get_current_user(void);
+/* &user->locked_vm: the user's pages charged against RLIMIT_MEMLOCK. */
+atomic_long_t *ioasid_user_locked_vm(struct user_struct *user);
+/* &mm->pinned_vm: VmPin in /proc/<pid>/status. */
+atomic64_t *ioasid_mm_pinned_vm(struct mm_struct *mm);
+/* rlimit(): the current task's soft limit. */
+unsigned long ioasid_rlimit(unsigned int limit);
 
 #endif

@@ -81,6 +81,9 @@ struct IoasidModule {
     /// `ioasid/wbinvd_count`: how many times WBINVD was executed for user space.
     #[pin]
     _wbinvd_count: File<coherency::WbinvdCount>,
+    /// `ioasid/pinned_pages`: the user pages pinned by the module now.
+    #[pin]
+    _pinned_pages: File<pages::PinnedPagesCount>,
     /// `ioasid/test_assume_noncoherent`, in test builds only (see [`test_seam`]).
     #[pin]
     _test_seam: test_seam::SeamFile,
@@ -104,6 +107,7 @@ impl kernel::InPlaceModule for IoasidModule {
             _iommu_time <- debugfs.read_only_file(c"iommu_time", io_pagetable::IommuTime),
             _contexts <- debugfs.read_only_file(c"contexts", context::ContextsAlive),
             _wbinvd_count <- debugfs.read_only_file(c"wbinvd_count", coherency::WbinvdCount),
+            _pinned_pages <- debugfs.read_only_file(c"pinned_pages", pages::PinnedPagesCount),
             _test_seam <- test_seam::file(&debugfs),
             _test_msi: test_seam::MsiSeam::new(),
             _debugfs: debugfs,

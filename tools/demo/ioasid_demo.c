@@ -92,7 +92,7 @@ static int dma_demo(int fd)
 		return -1;
 	memset(buf, 0, 2 * 4096);
 	strcpy(buf, msg);
-	printf("VmLck before mapping: %ld kB\n", vmlck_kb());
+	printf("VmPin before mapping: %ld kB\n", vmpin_kb());
 	out.ioasid = in.ioasid = alloc.out_ioasid;
 	out.user_va = (uintptr_t)buf;
 	out.length = 4096;
@@ -102,7 +102,7 @@ static int dma_demo(int fd)
 	CHECK(ioctl(fd, IOASID_MAP, &in));
 	printf("IOASID_MAP: buffer A at IOVA %#llx (device reads), buffer B at IOVA %#llx (device writes)\n",
 	       (unsigned long long)out.iova, (unsigned long long)in.iova);
-	printf("VmLck with both mapped: %ld kB\n", vmlck_kb());
+	printf("VmPin with both mapped: %ld kB\n", vmpin_kb());
 
 	if (edu_dma(&edu, out.iova, EDU_BUF, sizeof(msg), 0) ||
 	    edu_dma(&edu, EDU_BUF, in.iova, sizeof(msg), 1)) {
@@ -116,8 +116,8 @@ static int dma_demo(int fd)
 
 	all.ioasid = alloc.out_ioasid;
 	CHECK(ioctl(fd, IOASID_UNMAP, &all));
-	printf("IOASID_UNMAP (all): %llu bytes unmapped; VmLck: %ld kB\n",
-	       (unsigned long long)all.out_unmapped, vmlck_kb());
+	printf("IOASID_UNMAP (all): %llu bytes unmapped; VmPin: %ld kB\n",
+	       (unsigned long long)all.out_unmapped, vmpin_kb());
 	snprintf((char *)buf, 64, "/proc/self/fdinfo/%d", fd);
 	show_file("what the context reports", buf);
 	edu_teardown(&edu);

@@ -335,12 +335,12 @@ TEST_F(dma, write_only_mapping_blocks_device_reads)
 
 TEST_F(dma, unmap_blocks_and_unpins)
 {
-	long pins0 = pins(), lck0 = vmlck_kb();
+	long pins0 = pins(), vpin0 = vmpin_kb();
 	__u64 unmapped = 0;
 
 	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
 	EXPECT_EQ(pins0 + 1, pins());
-	EXPECT_EQ(lck0 + 4, vmlck_kb());
+	EXPECT_EQ(vpin0 + 4, vmpin_kb());
 	fill(self->src, PAGE, 6);
 	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
 	ASSERT_EQ(0, edu_dma(&self->edu, IOVA_SRC, EDU_BUF, PAGE, 0));
@@ -348,7 +348,7 @@ TEST_F(dma, unmap_blocks_and_unpins)
 	EXPECT_EQ(PAGE, unmapped);
 	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, &unmapped));
 	EXPECT_EQ(pins0, pins());
-	EXPECT_EQ(lck0, vmlck_kb());
+	EXPECT_EQ(vpin0, vmpin_kb());
 	/* The unmapped IOVA no longer reaches the page. */
 	memset(self->dst, 0x33, PAGE);
 	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
@@ -397,7 +397,7 @@ TEST_F(dma, detach_and_unbind_block_dma)
 
 TEST_F(dma, bad_map_requests_leave_nothing_behind)
 {
-	long pins0 = pins(), lck0 = vmlck_kb();
+	long pins0 = pins(), vpin0 = vmpin_kb();
 	struct ioasid_iova_ranges r = { .argsz = sizeof(r), .ioasid = self->ioasid };
 	struct ioasid_iova_range ranges[8];
 	struct ioasid_unmap all = { .argsz = sizeof(all), .flags = IOASID_UNMAP_ALL };
@@ -435,7 +435,7 @@ TEST_F(dma, bad_map_requests_leave_nothing_behind)
 	}
 	/* Only the first mapping is there. */
 	EXPECT_EQ(pins0 + 1, pins());
-	EXPECT_EQ(lck0 + 4, vmlck_kb());
+	EXPECT_EQ(vpin0 + 4, vmpin_kb());
 
 	/* UNMAP: cutting a mapping, or nothing there. */
 	EXPECT_EQ(0, map_at(self->fd, self->ioasid, self->buf + 2 * PAGE, 2 * PAGE, IOVA_DST, RW));
@@ -446,7 +446,7 @@ TEST_F(dma, bad_map_requests_leave_nothing_behind)
 	ASSERT_EQ(0, xioctl(self->fd, IOASID_UNMAP, &all));
 	EXPECT_EQ(3 * PAGE, all.out_unmapped);
 	EXPECT_EQ(pins0, pins());
-	EXPECT_EQ(lck0, vmlck_kb());
+	EXPECT_EQ(vpin0, vmpin_kb());
 }
 
 /* The IOPTE counts the module shows in debugfs: 4 KiB and 2 MiB. */
@@ -742,12 +742,13 @@ TEST(unprivileged_holder_of_the_fd)
 	struct edu e = { 0 };
 	int fd = open("/dev/ioasid", O_RDWR);
 	__u32 dev, ioasid;
-	long pins0 = pins();
+	long pins0 = pins(), pinned0 = pinned_pages();
 	pid_t pid;
 	int status;
 	NEED_DMA_TRANSLATION();
 
 	ASSERT_LE(0, fd);
+	ASSERT_LE(0, pinned0);
 	ASSERT_EQ(0, edu_setup(&e, "0000:00:05.0"));
 	ASSERT_EQ(0, bind_dev(fd, &e, &dev, NULL));
 	ASSERT_EQ(0, alloc_ioasid(fd, &ioasid));
@@ -760,7 +761,7 @@ TEST(unprivileged_holder_of_the_fd)
 		uint8_t *buf = mmap(NULL, 32 * PAGE, PROT_READ | PROT_WRITE,
 				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		__u32 x;
-		long lck;
+		long vpin;
 
 		if (buf == MAP_FAILED || setrlimit(RLIMIT_MEMLOCK, &lim) ||
 		    setgid(65534) || setuid(65534))
@@ -768,13 +769,14 @@ TEST(unprivileged_holder_of_the_fd)
 		memset(buf, 1, 32 * PAGE);
 		if (map_at(fd, ioasid, buf, 16 * PAGE, IOVA_SRC, RW))
 			_exit(11);
-		lck = vmlck_kb();
+		vpin = vmpin_kb();
 		/* One page more than the limit allows: refused, nothing pinned. */
 		if (map_at(fd, ioasid, buf + 16 * PAGE, PAGE, IOVA_DST, RW) != -ENOMEM)
 			_exit(12);
-		if (vmlck_kb() != lck || lck != 64)
+		/* Pinned (VmPin), charged to the user, not to the process's VmLck. */
+		if (vmpin_kb() != vpin || vpin != 64 || status_kb("VmLck:") != 0)
 			_exit(13);
-		if (unmap(fd, ioasid, IOVA_SRC, 16 * PAGE, NULL) || vmlck_kb() != 0)
+		if (unmap(fd, ioasid, IOVA_SRC, 16 * PAGE, NULL) || vmpin_kb() != 0)
 			_exit(14);
 		if (map_at(fd, ioasid, buf + 16 * PAGE, PAGE, IOVA_DST, RW))
 			_exit(15);
@@ -785,12 +787,14 @@ TEST(unprivileged_holder_of_the_fd)
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
-	/* 10 setup, 11 map, 12 over-limit map not ENOMEM, 13 VmLck, 14 unmap, 15 remap, 16 bind */
+	/* 10 setup, 11 map, 12 over-limit map not ENOMEM, 13 VmPin/VmLck, 14 unmap, 15 remap, 16 bind */
 	EXPECT_EQ(0, WEXITSTATUS(status));
 	/* The child's mapping is still there (the context is the parent's fd): one page. */
 	EXPECT_EQ(pins0 + 1, pins());
+	EXPECT_EQ(pinned0 + 1, pinned_pages());
 	close(fd);
 	EXPECT_EQ(pins0, pins());
+	EXPECT_EQ(pinned0, pinned_pages());
 	edu_teardown(&e);
 }
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * One-line wrappers of the /dev/ioasid ioctls, shared by the kselftests
- * (uapi_test.c, dma_test.c, coherency_test.c) and the demo. Each returns 0 or
- * -errno.
+ * (uapi_test.c, dma_test.c, coherency_test.c, accounting_test.c) and the
+ * demo. Each returns 0 or -errno. Also the readers of what pinning shows:
+ * VmPin, and the module's count in debugfs.
  */
 #ifndef IOASID_UTIL_H
 #define IOASID_UTIL_H
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <linux/ioasid.h>
 
@@ -108,8 +111,8 @@ static inline int unmap(int fd, __u32 ioasid, __u64 iova, __u64 length, __u64 *u
 
 #define RW (IOASID_MAP_READ | IOASID_MAP_WRITE)
 
-/* VmLck of this process, in kB: the memory pinned and charged to it. */
-static inline long vmlck_kb(void)
+/* A "kB" field of /proc/self/status ("VmPin:", "VmLck:"), or -1. */
+static inline long status_kb(const char *field)
 {
 	char line[256];
 	long val = -1;
@@ -118,9 +121,50 @@ static inline long vmlck_kb(void)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmLck:", 6))
-			val = strtol(line + 6, NULL, 10);
+		if (!strncmp(line, field, strlen(field)))
+			val = strtol(line + strlen(field), NULL, 10);
 	fclose(f);
+	return val;
+}
+
+/*
+ * VmPin of this process, in kB: the memory it pinned through /dev/ioasid
+ * (and anything else that pins), until unmapped. What is charged against
+ * RLIMIT_MEMLOCK is the user's total, which /proc does not show.
+ */
+static inline long vmpin_kb(void)
+{
+	return status_kb("VmPin:");
+}
+
+#define PINNED_PAGES_PATH "/sys/kernel/debug/ioasid/pinned_pages"
+
+/*
+ * The pages the module pins now, all users together (debugfs), read from
+ * an open file of PINNED_PAGES_PATH: opened as root, it can still be read
+ * after dropping privileges. -1 on failure.
+ */
+static inline long pinned_pages_fd(int dfd)
+{
+	char buf[32];
+	ssize_t n = pread(dfd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* The same, opening the file (root only). */
+static inline long pinned_pages(void)
+{
+	int dfd = open(PINNED_PAGES_PATH, O_RDONLY);
+	long val;
+
+	if (dfd < 0)
+		return -1;
+	val = pinned_pages_fd(dfd);
+	close(dfd);
 	return val;
 }
 

@@ -269,6 +269,8 @@ impl PinnedPages {
             this.pinned += got;
             pinned_vm(&this.mm).fetch_add(got as i64, Relaxed);
             PINNED_PAGES.fetch_add(got, Relaxed);
+            // User space decides how many batches there are.
+            crate::iommu::cond_resched();
         }
         Ok(this)
     }

@@ -397,7 +397,7 @@ TEST_F_TIMEOUT(atk, map_boundaries, 60)
 	ASSERT_EQ(0, dev_info(c.fd, c.dev, &info));
 	ap_last = info.out_aperture_last;
 	pins0 = pins();
-	lck0 = vmlck_kb();
+	lck0 = vmpin_kb();
 
 #define F (IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA)
 #define CASE(w, v, l, i, f, e, e2) cases[n++] = (typeof(cases[0])){ w, v, l, i, f, e, e2 }
@@ -438,7 +438,7 @@ TEST_F_TIMEOUT(atk, map_boundaries, 60)
 			TH_LOG("%s: got %d (%s), want %d or %d", cases[i].what, ret,
 			       strerror(-ret), -cases[i].err, -cases[i].err2);
 		EXPECT_EQ(pins0, pins()) TH_LOG("%s left pages pinned", cases[i].what);
-		EXPECT_EQ(lck0, vmlck_kb()) TH_LOG("%s left memory charged", cases[i].what);
+		EXPECT_EQ(lck0, vmpin_kb()) TH_LOG("%s left memory charged", cases[i].what);
 	}
 	/* Nothing was mapped by any of them. */
 	EXPECT_EQ(0, unmap_all(c.fd, c.ioasid, &bytes));

@@ -1223,7 +1223,7 @@ TEST_F(iso, map_copyout_failure_undoes_only_its_mapping)
 	ASSERT_EQ(0, map_at(fd, ioasid, src, PAGE, IOVA_SRC, RW));
 	ASSERT_EQ(0, map_at(fd, ioasid, dst, PAGE, IOVA_DST, RW));
 	pins0 = pinned_now();
-	lck0 = vmlck_kb();
+	lck0 = vmpin_kb();
 
 	ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, ro);
@@ -1249,7 +1249,7 @@ TEST_F(iso, map_copyout_failure_undoes_only_its_mapping)
 		ASSERT_EQ(0, mprotect(ro, PAGE, PROT_READ));
 		EXPECT_EQ(-EFAULT, xioctl(fd, IOASID_MAP, ro)) TH_LOG("%s", what[c]);
 		EXPECT_EQ(pins0, pinned_now()) TH_LOG("%s: pages stayed pinned", what[c]);
-		EXPECT_EQ(lck0, vmlck_kb()) TH_LOG("%s: memory stayed charged", what[c]);
+		EXPECT_EQ(lck0, vmpin_kb()) TH_LOG("%s: memory stayed charged", what[c]);
 		/* Its IOVA range is free again: the same request, readable this time, works. */
 		ASSERT_EQ(0, mprotect(ro, PAGE, PROT_READ | PROT_WRITE));
 		memcpy(ro, &m, sizeof(m));

@@ -173,22 +173,6 @@ static long pins(void)
 	return vmstat("nr_foll_pin_acquired") - vmstat("nr_foll_pin_released");
 }
 
-/* A "Key:" line of /proc/self/status, in kB, or -1. */
-static long status_kb(const char *key)
-{
-	char line[256];
-	long val = -1;
-	size_t n = strlen(key);
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, n))
-			val = strtol(line + n, NULL, 10);
-	fclose(f);
-	return val;
-}
 
 static long fdinfo(int fd, const char *key)
 {

@@ -642,7 +642,7 @@ static void restore_devices_bounded(struct __test_metadata *_metadata)
 		restore_devices();
 		_exit(0);
 	}
-	ret = wait_bounded(pid, 5000);
+	ret = wait_bounded(pid, 15000);
 	EXPECT_EQ(0, ret) TH_LOG("restoring the PCI devices (rescan, driver_override): %s",
 				 wait_result(ret));
 }
@@ -861,17 +861,17 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 	edu_teardown(&e);
 }
 
-TEST_F_TIMEOUT(iso, quiesce_on_unbind, 12)
+TEST_F_TIMEOUT(iso, quiesce_on_unbind, 48)
 {
 	quiesce(_metadata, BY_UNBIND);
 }
 
-TEST_F_TIMEOUT(iso, quiesce_on_close, 12)
+TEST_F_TIMEOUT(iso, quiesce_on_close, 48)
 {
 	quiesce(_metadata, BY_CLOSE);
 }
 
-TEST_F_TIMEOUT(iso, quiesce_on_sigkill, 12)
+TEST_F_TIMEOUT(iso, quiesce_on_sigkill, 48)
 {
 	quiesce(_metadata, BY_KILL);
 }
@@ -882,7 +882,7 @@ TEST_F_TIMEOUT(iso, quiesce_on_sigkill, 12)
  * Without this, an intact canary could mean a wrong address rather than a
  * blocked DMA.
  */
-TEST_F_TIMEOUT(iso, quiesce_control_identity_dma_lands, 12)
+TEST_F_TIMEOUT(iso, quiesce_control_identity_dma_lands, 48)
 {
 	uint8_t *canary, *src;
 	uint64_t phys = 0;
@@ -1434,7 +1434,7 @@ static int wait_ack(struct other *o, int phase, int ms)
  * takes 05.0 and DMAs through it; this context frees its IOASID: the other
  * process's DMA must still work, and no ID may stay parked.
  */
-TEST_F_TIMEOUT(iso, attach_unbind_race, 20)
+TEST_F_TIMEOUT(iso, attach_unbind_race, 80)
 {
 	struct race r = { 0 };
 	struct other *o;
@@ -1488,7 +1488,7 @@ TEST_F_TIMEOUT(iso, attach_unbind_race, 20)
 	EXPECT_EQ(0, o->f0_after);
 	EXPECT_EQ(0, o->dma_fail);
 	EXPECT_LT(0, o->dma_ok);
-	ret = wait_bounded(pid, 2000);
+	ret = wait_bounded(pid, 6000);
 	EXPECT_EQ(0, ret);
 	close(r.fd);
 	edu_teardown(&e);
@@ -1590,7 +1590,7 @@ static int ovf_allowed(const struct ovf_case *c, int with_device, int err)
  * for at most 2 s (a case takes well under 0.2 s); the cases with a device attached run only if none of the
  * others hung (a hung child would keep the device).
  */
-TEST_F_TIMEOUT(iso, map_overflow_is_refused, 10)
+TEST_F_TIMEOUT(iso, map_overflow_is_refused, 40)
 {
 	const int n = sizeof(ovf_cases) / sizeof(ovf_cases[0]);
 	volatile int *res;
@@ -1613,7 +1613,7 @@ TEST_F_TIMEOUT(iso, map_overflow_is_refused, 10)
 			ASSERT_LE(0, pid);
 			if (pid == 0)
 				ovf_child(c, with_device, &res[0], &res[1]);
-			ret = wait_bounded(pid, 2000);
+			ret = wait_bounded(pid, 6000);
 			if (ret) {
 				hung |= ret < 0 || ret > 128;
 				EXPECT_EQ(0, ret)
@@ -1712,7 +1712,7 @@ static int pci_remove(const char *bdf)
 	char path[160];
 
 	snprintf(path, sizeof(path), SYS_PCI "%s/remove", bdf);
-	return bounded_sysfs_write(path, "1", 4000);
+	return bounded_sysfs_write(path, "1", 12000);
 }
 
 /* ATTACH, DETACH and GET_INFO of a removed device: ENODEV; UNBIND: 0, then ENOENT. */
@@ -1836,10 +1836,10 @@ static void removal_in_group(struct __test_metadata *_metadata, volatile int *st
  * Here 06.0 is the one removed (see group_pair()): 06.1 rescanned alone would
  * come back in a new IOMMU group of its own, not 06.0's, for the rest of the VM.
  */
-TEST_F_TIMEOUT(iso, remove_device_of_attached_group, 16)
+TEST_F_TIMEOUT(iso, remove_device_of_attached_group, 64)
 {
 	use_bridged_pair = 0;
-	run_removal(_metadata, removal_in_group, 9000);
+	run_removal(_metadata, removal_in_group, 27000);
 	EXPECT_TRUE(dev_present(MF0));
 	EXPECT_TRUE(access(IOASID_DRV, F_OK) || bound_to_ioasid(MF0));
 }
@@ -1849,12 +1849,12 @@ TEST_F_TIMEOUT(iso, remove_device_of_attached_group, 16)
  * removed while 01:01.0, behind the same conventional PCI bridge (both alias
  * to 00:07.0), stays bound and attached; 01:01.0 must still DMA.
  */
-TEST_F_TIMEOUT(iso, remove_device_of_aliased_group, 16)
+TEST_F_TIMEOUT(iso, remove_device_of_aliased_group, 64)
 {
 	if (!bridged_pair_has_group())
 		SKIP(return, "the bridged edus are absent or have no IOMMU group here");
 	use_bridged_pair = 1;
-	run_removal(_metadata, removal_in_group, 9000);
+	run_removal(_metadata, removal_in_group, 27000);
 	EXPECT_TRUE(dev_present(BR1));
 	EXPECT_TRUE(access(IOASID_DRV, F_OK) || bound_to_ioasid(BR1));
 }
@@ -1905,9 +1905,9 @@ static void removal_then_close(struct __test_metadata *_metadata, volatile int *
  * is closed with it: the close must be clean, and the context's other IOASID
  * and device keep working after the removal.
  */
-TEST_F_TIMEOUT(iso, remove_lone_device_then_close, 16)
+TEST_F_TIMEOUT(iso, remove_lone_device_then_close, 64)
 {
-	run_removal(_metadata, removal_then_close, 9000);
+	run_removal(_metadata, removal_then_close, 27000);
 	EXPECT_TRUE(dev_present(LONE));
 	EXPECT_TRUE(access(IOASID_DRV, F_OK) || bound_to_ioasid(LONE));
 }
@@ -1964,14 +1964,14 @@ static void removal_of_bridge(struct __test_metadata *_metadata, volatile int *s
 }
 
 /* Defect: as above, for the bridge 00:07.0, whose removal takes both its edus at once. */
-TEST_F_TIMEOUT(iso, remove_bridge_with_bound_devices, 16)
+TEST_F_TIMEOUT(iso, remove_bridge_with_bound_devices, 64)
 {
 	if (!dev_present(BR0))
 		SKIP(return, "no bridged edu devices in this VM (virtio-iommu)");
 #if defined(__aarch64__)
 	SKIP(return, "the bridged edus have no IOMMU group under SMMUv3");
 #endif
-	run_removal(_metadata, removal_of_bridge, 9000);
+	run_removal(_metadata, removal_of_bridge, 27000);
 	EXPECT_TRUE(dev_present(BR0));
 	EXPECT_TRUE(dev_present(BR1));
 }
@@ -1997,7 +1997,7 @@ static void driver_unbind_scenario(struct __test_metadata *_metadata, volatile i
 	ASSERT_EQ(0, map_at(fd, ioasid, buf + PAGE, PAGE, IOVA_DST, RW));
 
 	*step = 1;	/* the administrator unbinds it from the ioasid driver */
-	ASSERT_EQ(0, bounded_sysfs_write(IOASID_DRV "/unbind", LONE, 4000))
+	ASSERT_EQ(0, bounded_sysfs_write(IOASID_DRV "/unbind", LONE, 12000))
 		TH_LOG("%s could not be unbound from the ioasid driver", LONE);
 	EXPECT_FALSE(bound_to_ioasid(LONE));
 	*step = 2;
@@ -2020,9 +2020,9 @@ static void driver_unbind_scenario(struct __test_metadata *_metadata, volatile i
  * context from its PCI driver through sysfs: the context must let go of it
  * first (ENODEV afterwards), and after drivers_probe it can be bound again.
  */
-TEST_F_TIMEOUT(iso, sysfs_driver_unbind_of_bound_device, 16)
+TEST_F_TIMEOUT(iso, sysfs_driver_unbind_of_bound_device, 64)
 {
-	run_removal(_metadata, driver_unbind_scenario, 9000);
+	run_removal(_metadata, driver_unbind_scenario, 27000);
 	EXPECT_TRUE(access(IOASID_DRV, F_OK) || bound_to_ioasid(LONE));
 }
 

@@ -723,7 +723,8 @@ enum release_how { BY_UNBIND, BY_CLOSE, BY_KILL };
  * IOASID, then programs the DMA of that buffer to target (a physical address,
  * unmapped in the IOASID) without waiting. Returns 0 or the step that failed.
  */
-static int bind_load_and_fire(int fd, struct edu *e, uint8_t *src, uint64_t target, __u32 *dev)
+static int bind_load_and_fire(int fd, struct edu *e, uint8_t *src, uint64_t target, __u32 *dev,
+			      uint8_t *mapped_canary)
 {
 	__u32 ioasid;
 
@@ -734,6 +735,9 @@ static int bind_load_and_fire(int fd, struct edu *e, uint8_t *src, uint64_t targ
 	if (alloc_ioasid(fd, &ioasid) || attach(fd, *dev, ioasid))
 		return 3;
 	if (map_at(fd, ioasid, src, PAGE, IOVA_SRC, RW))
+		return 4;
+	/* Without a physically addressable canary, the canary is mapped at the target. */
+	if (mapped_canary && map_at(fd, ioasid, mapped_canary, PAGE, target, RW))
 		return 4;
 	if (edu_dma(e, IOVA_SRC, EDU_BUF, PAGE, 0))
 		return 5;
@@ -758,7 +762,7 @@ static int bind_load_and_fire(int fd, struct edu *e, uint8_t *src, uint64_t targ
 static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 {
 	static const char *const names[] = { "IOASID_DEVICE_UNBIND", "close()", "SIGKILL" };
-	uint8_t *canary, *src;
+	uint8_t *canary, *src, *mapped_canary = NULL;
 	struct edu e;
 	uint64_t phys = 0;
 	const char *failed = NULL;
@@ -768,7 +772,18 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 	NEED_DMA_TRANSLATION();
 	ASSERT_EQ(0, dev_open(&e, LONE));
 	canary = low_page(&phys);
-	ASSERT_NE(NULL, canary) TH_LOG("no page below the edu's 256 MiB DMA limit");
+	if (!canary) {
+		/*
+		 * No RAM the edu can address physically (arm64's virt machine
+		 * starts RAM at 1 GiB): the canary is then a shared page mapped
+		 * in the IOASID at the DMA's target, which a DMA that was not
+		 * blocked at release would reach through the IOASID's domain.
+		 */
+		canary = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		ASSERT_NE(MAP_FAILED, canary);
+		mapped_canary = canary;
+		phys = IOVA_DST;
+	}
 	src = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, src);
 	memset(src, 0x5a, PAGE);
@@ -801,7 +816,7 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 				fd = open("/dev/ioasid", O_RDWR);
 				if (fd < 0)
 					_exit(10);
-				step = bind_load_and_fire(fd, &e, src, phys, &dev);
+				step = bind_load_and_fire(fd, &e, src, phys, &dev, mapped_canary);
 				if (step)
 					_exit(10 + step);
 				raise(SIGKILL);
@@ -825,7 +840,7 @@ static void quiesce(struct __test_metadata *_metadata, enum release_how how)
 				failed = "open";
 				break;
 			}
-			step = bind_load_and_fire(fd, &e, src, phys, &dev);
+			step = bind_load_and_fire(fd, &e, src, phys, &dev, mapped_canary);
 			if (step) {
 				TH_LOG("step %d failed", step);
 				failed = "setting up the DMA";
@@ -901,7 +916,7 @@ TEST_F_TIMEOUT(iso, quiesce_control_identity_dma_lands, 48)
 	memset(canary, 0xc3, PAGE);
 	fd = open("/dev/ioasid", O_RDWR);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, bind_load_and_fire(fd, &e, src, phys, &dev));
+	ASSERT_EQ(0, bind_load_and_fire(fd, &e, src, phys, &dev, NULL));
 	/* That DMA goes to an unmapped IOVA of the IOASID while the device is attached. */
 	fault_window_begin();
 	ASSERT_EQ(0, edu_wait_idle(&e, 3000));

@@ -650,7 +650,7 @@ static void sweep(struct fnth *t, const struct scenario *sc, const char *name)
 	const struct ioctl_doc *doc = ioctl_doc(sc->nr);
 	struct ioasid_iova_range r0[16], r1[16];
 	double t0 = st_now();
-	long injected_failures = 0, tolerated = 0;
+	long injected_failures = 0, tolerated = 0, replayed = 0;
 	unsigned int n;
 	char diff[200];
 
@@ -718,7 +718,13 @@ static void sweep(struct fnth *t, const struct scenario *sc, const char *name)
 			if (c.fd >= 0)
 				context_as_expected(t, &c, n, "after the retry");
 		} else {
+			struct iopte_counts io;
+
 			tolerated += injected;
+			/* Mappings replayed into a domain (a new one, for a second group). */
+			if (sc->nr == IOASID_DEVICE_ATTACH && !st_iopte(&io) &&
+			    io.n[0] > before.iopte.n[0])
+				replayed++;
 			sc->success(t, &c);
 			if (c.fd >= 0)
 				context_as_expected(t, &c, n, "after success");
@@ -733,6 +739,9 @@ static void sweep(struct fnth *t, const struct scenario *sc, const char *name)
 	}
 	TH_LOG("%s: %u fault-injection sites, %ld failed the operation, %ld were absorbed; %.1f s",
 	       name, n - 1, injected_failures, tolerated, st_now() - t0);
+	if (sc->nr == IOASID_DEVICE_ATTACH)
+		TH_LOG("%s: %ld of the successful attaches replayed the mappings into a new domain",
+		       name, replayed);
 	for (int e = 1; e < 256; e++)
 		if (t->other_errno[e])
 			TH_LOG("%s: an injected allocation failure came back as %s (%ld times), not ENOMEM",

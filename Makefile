@@ -5,6 +5,7 @@
 #   make check          set up everything, build, lint, run all tests in VMs (x86_64 and arm64)
 #   make run            set up everything, boot the VM and run the demo
 #   make bench          set up everything, boot the VM and run the map/unmap benchmark
+#   make fuzz           set up everything, boot the VM and run fuzz_test long (FUZZ_ITERS, FUZZ_SEED)
 #   make lint           rustfmt (kernel .rustfmt.toml) + CLIPPY=1 build, no warnings allowed
 #   make                build ioasid.ko against KDIR (default: the cached test kernel)
 #   make KDIR=/lib/modules/$(uname -r)/build   build against your own Rust-enabled kernel
@@ -12,13 +13,14 @@
 # Variables: ARCH=x86_64|arm64 (`make check` default: both; else x86_64); IOMMU=intel|
 # intel-nosc|amd|virtio|smmuv3, the one IOMMU model to test (`make check` default: all;
 # `make run` default: intel, or smmuv3 on arm64); IOMMUS="..." several;
-# KVM=1 (opt-in acceleration); VM_TIMEOUT (s); IOASID_CACHE (default ~/.cache/ioasid).
+# KVM=1 (opt-in acceleration); VM_TIMEOUT (s); IOASID_CACHE (default ~/.cache/ioasid);
+# FUZZ_ITERS (default 100000), FUZZ_SEED for `make fuzz`.
 
 # ARCH unset: `make check` runs both architectures, everything else x86_64.
 ifdef ARCH
 export ARCH
 endif
-export IOMMU IOMMUS
+export IOMMU IOMMUS FUZZ_ITERS FUZZ_SEED
 
 SCRIPTS := $(CURDIR)/scripts
 
@@ -31,12 +33,12 @@ KDIR_DEP :=
 KDIR_CMD = $(KDIR)
 endif
 
-.PHONY: all modules toolchain kernel lint selftests check run bench clean help
+.PHONY: all modules toolchain kernel lint selftests check run bench fuzz clean help
 
 all: modules
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
 
 toolchain:
 	$(SCRIPTS)/toolchain.sh
@@ -61,6 +63,9 @@ run:
 
 bench:
 	MODE=bench $(SCRIPTS)/run.sh
+
+fuzz:
+	$(SCRIPTS)/fuzz.sh
 
 clean:
 	@if [ -n "$(KDIR)" ] || [ -f "$$($(SCRIPTS)/kernel.sh --dir 2>/dev/null)/.complete" ]; then \

@@ -17,6 +17,17 @@ only between the markers a test writes to /dev/kmsg:
     ioasid-test: expect-dma-fault begin
     ioasid-test: expect-dma-fault end
 
+Fault injection (fail_nth_test) makes allocations fail on purpose; the
+allocator's report of such a failure ("page allocation failure", "vmalloc
+error", a "FAULT_INJECTION: forcing a failure" notice), stack trace
+included, is accepted only between
+
+    ioasid-test: fault-injection begin
+    ioasid-test: fault-injection end
+
+Anything else there (a WARNING, an oops, lockdep, kmemleak...) still fails
+the run, whether or not an injected failure provoked it.
+
 Usage: results.py LOGDIR LABEL RESULTS
 """
 
@@ -39,6 +50,16 @@ DMA_FAULT = re.compile(
 )
 EXPECT_BEGIN = "ioasid-test: expect-dma-fault begin"
 EXPECT_END = "ioasid-test: expect-dma-fault end"
+INJECT_BEGIN = "ioasid-test: fault-injection begin"
+INJECT_END = "ioasid-test: fault-injection end"
+# The report of an allocation that failed, which a stack trace follows.
+ALLOC_FAILURE = re.compile(r"(page allocation failure:|vmalloc error:|FAULT_INJECTION: forcing a failure)")
+# The start of any other report: its stack trace is not excused.
+OTHER_REPORT = re.compile(r"(cut here|WARNING:|BUG:|Oops|general protection|Kernel panic|lockdep|"
+                          r"possible (circular|recursive) locking|inconsistent lock state|"
+                          r"unreferenced object|KFENCE:|UBSAN:|panicked at|Rust panic)")
+# The stack-trace header of a report (x86: "Call Trace:", arm64: "Call trace:").
+CALL_TRACE = re.compile(r"Call [Tt]race:")
 
 TAP = re.compile(r"^(\s*)(not ok|ok)\s+(\d+|-)\s*(?:-\s*)?(.*?)\s*$")
 BEGIN = re.compile(r"^IOASID-BEGIN (\S+) (.+?)\s*$")
@@ -106,6 +127,9 @@ def main():
     # --- the kernel log ----------------------------------------------------
     bad = []
     expecting = False
+    injecting = False
+    # Inside a fault-injection window: the last report begun was an allocation failure's.
+    alloc_report = False
     for i, line in enumerate(console):
         if EXPECT_BEGIN in line:
             expecting = True
@@ -113,6 +137,23 @@ def main():
         if EXPECT_END in line:
             expecting = False
             continue
+        if INJECT_BEGIN in line:
+            injecting = True
+            continue
+        if INJECT_END in line:
+            injecting = False
+            alloc_report = False
+            continue
+        if injecting:
+            if ALLOC_FAILURE.search(line):
+                alloc_report = True
+                continue
+            if OTHER_REPORT.search(line):
+                alloc_report = False
+            elif alloc_report and CALL_TRACE.search(line):
+                # The stack trace of an injected allocation failure: expected.
+                alloc_report = False
+                continue
         if BAD.search(line) or (DMA_FAULT.search(line) and not expecting):
             # Show the line with a little context.
             bad.append(f"console.log:{i + 1}: {line}")

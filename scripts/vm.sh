@@ -11,6 +11,7 @@
 # arm64: smmuv3), KVM=1 to use KVM
 # instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR,
 # TESTS="uapi_test dma_test ..." to run only those test programs (default: all).
+# FUZZ_ITERS, FUZZ_SEED: fuzz_test's random calls and seed (make fuzz).
 #
 # The guest writes the kernel console to its serial port and the test output
 # to a virtio console (/dev/hvc0), so test output never interleaves with
@@ -79,6 +80,11 @@ MODPARAMS=
 # The test programs to run (TESTS= of the runner; empty: all of them).
 TESTS=$(sed -n 's/.*ioasid_vm.tests=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 selected() { [ -z "$TESTS" ] || case " $TESTS " in *" $1 "*) true ;; *) false ;; esac; }
+# fuzz_test's length and seed (FUZZ_ITERS, FUZZ_SEED of the runner; empty: its defaults).
+IOASID_FUZZ_ITERS=$(sed -n 's/.*ioasid_vm.fuzz_iters=\([0-9]*\).*/\1/p' /proc/cmdline)
+IOASID_FUZZ_SEED=$(sed -n 's/.*ioasid_vm.fuzz_seed=\([0-9]*\).*/\1/p' /proc/cmdline)
+[ -n "$IOASID_FUZZ_ITERS" ] && export IOASID_FUZZ_ITERS
+[ -n "$IOASID_FUZZ_SEED" ] && export IOASID_FUZZ_SEED
 
 # Test output goes to the virtio console.
 i=0
@@ -249,6 +255,8 @@ CONSOLE=ttyS0
 [ "$IOASID_ARCH" = arm64 ] && CONSOLE=ttyAMA0
 APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
 [ -n "${TESTS:-}" ] && APPEND+=" ioasid_vm.tests=$(echo $TESTS | tr ' ' ,)"
+[ -n "${FUZZ_ITERS:-}" ] && APPEND+=" ioasid_vm.fuzz_iters=$FUZZ_ITERS"
+[ -n "${FUZZ_SEED:-}" ] && APPEND+=" ioasid_vm.fuzz_seed=$FUZZ_SEED"
 # Whether the IOMMU can block no-snoop DMA (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):
 # VT-d with snoop control, and AMD-Vi; not VT-d without it, not virtio-iommu,
 # and not SMMUv3 on a device-tree machine (the driver takes CANWBS from the

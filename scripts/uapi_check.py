@@ -12,7 +12,9 @@ about it. This checks that:
    and the compile-time assertion in src/uapi.rs;
  - each ioctl's own errnos agree between the header and the documentation;
  - every errno the module's code can return is in the documentation's table;
- - every ioctl of the header is dispatched by src/context.rs.
+ - every ioctl of the header is dispatched by src/context.rs;
+ - the per-ioctl errno table the fuzzers check against
+   (tools/selftests/ioasid/ioasid_state.h) agrees with the header.
 
 Prints one line per problem; exits non-zero if there is any.
 Usage: uapi_check.py REPO
@@ -38,6 +40,7 @@ def main():
     context_rs = open(os.path.join(repo, "src/context.rs")).read()
     code = "".join(open(f).read() for f in sorted(glob.glob(os.path.join(repo, "src/*.rs"))))
     problems = []
+    header_errnos = {}
 
     # Constants and ioctls.
     names = set(re.findall(r"#define\s+(IOASID_\w+)", header))
@@ -76,12 +79,20 @@ def main():
         if None in got.values() or len(set(got.values())) != 1:
             problems.append(f"struct {struct}: minimum size disagrees: {got}")
         herr = set(ERRNO.findall(kdoc.split("Errors:", 1)[-1])) - COMMON
+        header_errnos[ioctl] = herr
         section = re.search(rf"^{ioctl}\n-+\n(.*?)(?=^\S[^\n]*\n[-=]+\n|\Z)", doc, re.S | re.M)
         if section:
             derr = re.search(r"Errors:(.*?)(?:\n\n|\Z)", section.group(1), re.S)
             derr = set(ERRNO.findall(derr.group(1))) - COMMON if derr else set()
             if herr != derr:
                 problems.append(f"{ioctl}: errnos differ: header {sorted(herr)}, documentation {sorted(derr)}")
+
+    # The fuzzers' table of documented errnos (beyond the common ones) is the header's.
+    state = open(os.path.join(repo, "tools/selftests/ioasid/ioasid_state.h")).read()
+    for name, errs in re.findall(r'\{ "(IOASID_\w+)",[^{]*?\{ ([^}]*) \} \}', state, re.S):
+        terr = set(ERRNO.findall(errs)) - COMMON
+        if name in header_errnos and terr != header_errnos[name]:
+            problems.append(f"{name}: ioasid_state.h lists {sorted(terr)}, the header {sorted(header_errnos[name])}")
 
     # Every errno the code can return is documented.
     table = re.search(r"^Errors\n-+\n(.*?)(?=^\S[^\n]*\n[-=]+\n)", doc, re.S | re.M)

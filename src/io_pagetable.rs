@@ -379,8 +379,8 @@ impl IoPageTable {
             return Err(EINVAL);
         }
         let iova_last = iova.checked_add(length - 1).ok_or(EINVAL)?;
-        // Every area that meets the range must lie inside it.
-        let mut starts = KVec::new();
+        // Every area that meets the range must lie inside it (checked before anything changes).
+        let mut found = false;
         for (&start, area) in self.areas.iter() {
             let area_last = last(start, area.length);
             if !overlaps(start, area_last, iova, iova_last) {
@@ -389,18 +389,25 @@ impl IoPageTable {
             if start < iova || area_last > iova_last {
                 return Err(EINVAL);
             }
-            starts.push(start, GFP_KERNEL)?;
+            found = true;
         }
-        if starts.is_empty() {
+        if !found {
             return Err(ENOENT);
         }
+        // Then each area inside it goes, lowest first; nothing here allocates.
         let mut unmapped: u64 = 0;
-        for start in starts {
-            if let Some(area) = self.areas.remove(&start) {
-                // Areas are disjoint within a 64-bit space: the sum cannot wrap.
-                unmapped = unmapped.saturating_add(area.length);
-                self.drop_area(start, area);
-            }
+        while let Some(start) = self
+            .areas
+            .cursor_lower_bound(&iova)
+            .map(|c| *c.current().0)
+            .filter(|&s| s <= iova_last)
+        {
+            let Some(area) = self.areas.remove(&start) else {
+                break;
+            };
+            // Areas are disjoint within a 64-bit space: the sum cannot wrap.
+            unmapped = unmapped.saturating_add(area.length);
+            self.drop_area(start, area);
             cond_resched();
         }
         Ok(unmapped)

@@ -421,6 +421,7 @@ struct ioasid_iova_range {
  *  EMSGSIZE: there are more than @num_ranges ranges; the first @num_ranges
  *	were written and @num_ranges holds the total (exactly when the total
  *	is larger than @num_ranges; there is no other limit).
+ *  ENOMEM: out of memory.
  */
 struct ioasid_iova_ranges {
 	__u32 argsz;

@@ -453,7 +453,7 @@ static void apply_bind(struct fz *f, const struct ioasid_device_bind *in,
 		return;
 	}
 	if (f->pci[p].has_driver) {
-		MISMATCH(f, IOASID_DEVICE_BIND, in, "bound %s, which has a kernel driver",
+		MISMATCH(f, IOASID_DEVICE_BIND, in, "bound %s, which is not handed to ioasid",
 			 f->pci[p].bdf);
 		return;
 	}
@@ -983,7 +983,7 @@ static __u32 any_live(struct fz *f)
 	return do_alloc(f, 0);
 }
 
-/* A pool device that can be bound here (no driver, an IOMMU group, not the checker's). */
+/* A pool device that can be bound here (handed to ioasid, an IOMMU group, not the checker's). */
 static int bindable(struct fz *f, int i)
 {
 	return !f->pci[i].has_driver && f->pci[i].group >= 0 &&

@@ -310,6 +310,10 @@ struct pci_dev_info {
 	unsigned int seg, bus, devfn;
 	unsigned int vendor, device;
 	int group;		/* IOMMU group number, -1 if none */
+	/*
+	 * Not handed to ioasid: bound to another driver (EBUSY) or to none
+	 * (ENXIO). Only devices bound to the ioasid PCI driver can be bound.
+	 */
 	int has_driver;
 };
 
@@ -353,7 +357,12 @@ static inline int st_pci_devices(struct pci_dev_info *out, int max)
 			p->group = atoi(strrchr(link, '/') + 1);
 		}
 		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", p->bdf);
-		p->has_driver = access(path, F_OK) == 0;
+		l = readlink(path, link, sizeof(link) - 1);
+		p->has_driver = 1;
+		if (l > 0) {
+			link[l] = '\0';
+			p->has_driver = strcmp(strrchr(link, '/') + 1, "ioasid") != 0;
+		}
 		n++;
 	}
 	closedir(d);

@@ -79,7 +79,17 @@ export IOASID_EXPECT_ENFORCE
 MODPARAMS=
 # The test programs to run (TESTS= of the runner; empty: all of them).
 TESTS=$(sed -n 's/.*ioasid_vm.tests=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
-selected() { [ -z "$TESTS" ] || case " $TESTS " in *" $1 "*) true ;; *) false ;; esac; }
+# The defect finders (long: a fuzzer, a storm, a fault-injection sweep, the
+# adversarial review's attacks) run in one VM per IOMMU driver
+# (ioasid_vm.heavy=1: intel-pt, virtio, smmuv3), or when named in TESTS.
+HEAVY_TESTS="fuzz_test storm_test fail_nth_test attack_test"
+HEAVY=$(sed -n 's/.*ioasid_vm.heavy=\([0-9]\).*/\1/p' /proc/cmdline)
+selected() {
+	if [ -n "$TESTS" ]; then
+		case " $TESTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac
+	fi
+	case " $HEAVY_TESTS " in *" $1 "*) [ "$HEAVY" = 1 ] ;; *) true ;; esac
+}
 # fuzz_test's length and seed (FUZZ_ITERS, FUZZ_SEED of the runner; empty: its defaults).
 IOASID_FUZZ_ITERS=$(sed -n 's/.*ioasid_vm.fuzz_iters=\([0-9]*\).*/\1/p' /proc/cmdline)
 IOASID_FUZZ_SEED=$(sed -n 's/.*ioasid_vm.fuzz_seed=\([0-9]*\).*/\1/p' /proc/cmdline)
@@ -255,6 +265,10 @@ CONSOLE=ttyS0
 [ "$IOASID_ARCH" = arm64 ] && CONSOLE=ttyAMA0
 APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
 [ -n "${TESTS:-}" ] && APPEND+=" ioasid_vm.tests=$(echo $TESTS | tr ' ' ,)"
+# One VM per IOMMU driver runs the defect finders (see HEAVY_TESTS in the init).
+case "$IOMMU" in
+intel-pt | virtio | smmuv3) APPEND+=" ioasid_vm.heavy=1" ;;
+esac
 [ -n "${FUZZ_ITERS:-}" ] && APPEND+=" ioasid_vm.fuzz_iters=$FUZZ_ITERS"
 [ -n "${FUZZ_SEED:-}" ] && APPEND+=" ioasid_vm.fuzz_seed=$FUZZ_SEED"
 # Whether the IOMMU can block no-snoop DMA (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):

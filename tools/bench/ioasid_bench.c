@@ -150,6 +150,10 @@ static void iommufd_setup(const char *bdf)
 	struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
 	struct vfio_device_attach_iommufd_pt attach = { .argsz = sizeof(attach) };
 
+	/* The VM hands every edu to the ioasid driver: take this one back first. */
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+	if (access(path, F_OK) == 0 && write_file(path, bdf))
+		DIE("unbinding %s from its driver failed\n", bdf);
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
 	if (write_file(path, "vfio-pci") || write_file("/sys/bus/pci/drivers_probe", bdf))
 		DIE("binding %s to vfio-pci failed\n", bdf);

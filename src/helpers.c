@@ -38,9 +38,14 @@ void ioasid_cond_resched(void)
 	cond_resched();
 }
 
+/*
+ * Endpoints only: a PCI-to-PCI bridge in the group (devices behind a
+ * conventional bridge alias to it) is the kernel's, and clearing its bus
+ * mastering would stop it forwarding its devices' DMA for good.
+ */
 static int ioasid_clear_master_one(struct device *dev, void *data)
 {
-	if (dev_is_pci(dev))
+	if (dev_is_pci(dev) && !pci_is_bridge(to_pci_dev(dev)))
 		pci_clear_master(to_pci_dev(dev));
 	return 0;
 }

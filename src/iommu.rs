@@ -375,8 +375,9 @@ impl Group {
         result.map(|()| regions)
     }
 
-    /// Clears bus mastering of every PCI device of the group, bound in the context or not,
-    /// before the group's DMA ownership goes back to the kernel with its last owned device
+    /// Clears bus mastering of every PCI endpoint of the group (not of a bridge it holds), bound
+    /// in the context or not, before the group's DMA ownership goes back to the kernel with its
+    /// last owned device
     /// (`ownership`): an unbound device of the group could otherwise still be mastering, and
     /// reach whatever the kernel's default domain maps (all memory, if it is the identity).
     pub(crate) fn quiesce_all(&self, _ownership: &DmaOwnership) {

@@ -41,10 +41,30 @@ static void ioasid_pci_remove(struct pci_dev *pdev)
 	pci_disable_device(pdev);
 }
 
+/*
+ * A function reset comes from ioasid itself (src/iommu.rs, PciDev::quiesce),
+ * or from sysfs while user space owns the device: there is no kernel state to
+ * save or restore around it. Having the handlers also tells the PCI core that
+ * the driver expects resets (it warns at each reset of a driver without them).
+ */
+static void ioasid_pci_reset_prepare(struct pci_dev *pdev)
+{
+}
+
+static void ioasid_pci_reset_done(struct pci_dev *pdev)
+{
+}
+
+static const struct pci_error_handlers ioasid_pci_err_handlers = {
+	.reset_prepare = ioasid_pci_reset_prepare,
+	.reset_done = ioasid_pci_reset_done,
+};
+
 static struct pci_driver ioasid_pci_driver = {
 	.name = "ioasid",
 	.probe = ioasid_pci_probe,
 	.remove = ioasid_pci_remove,
+	.err_handler = &ioasid_pci_err_handlers,
 	.driver_managed_dma = true,
 };
 

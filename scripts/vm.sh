@@ -202,6 +202,8 @@ if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
 	"$prog" >&3 2>&3
 	out "IOASID-PROGRAM $MODE rc=$?"
 else
+	# The parameters ioasid.ko is loaded with here, for a test that reloads it.
+	export IOASID_MODPARAMS="$MODPARAMS"
 	for t in /tests/*_test; do
 		selected "${t##*/}" && kselftest "${t##*/}" "$t"
 	done

@@ -1575,6 +1575,7 @@ TEST_F_TIMEOUT(atk, in_flight_dma_of_unbound_group_member, 60)
  */
 TEST_F_TIMEOUT(atk, rmmod_while_open, 120)
 {
+	char params[160];
 	struct ctx1 c;
 	int have_probe = !access("/sys/module/ioasid_kvm_probe", F_OK);
 	__u32 d;
@@ -1586,9 +1587,15 @@ TEST_F_TIMEOUT(atk, rmmod_while_open, 120)
 	EXPECT_TRUE(has_driver("0000:00:05.0", "ioasid"));
 	EXPECT_EQ(-EEXIST, bind_dev(c.fd, &c.edu, &d, NULL));
 	ctx1_close(&c);
+	/*
+	 * Loaded again with the parameters the VM runner gave it
+	 * (allow_unsafe_interrupts=1 where MSIs are not isolated).
+	 */
+	snprintf(params, sizeof(params), "insmod /lib/ioasid.ko %.100s",
+		 getenv("IOASID_MODPARAMS") ?: "");
 	EXPECT_EQ(0, system("rmmod ioasid"));
 	EXPECT_FALSE(has_driver("0000:00:05.0", NULL));
-	EXPECT_EQ(0, system("insmod /lib/ioasid.ko"));
+	EXPECT_EQ(0, system(params));
 	if (have_probe)
 		EXPECT_EQ(0, system("insmod /lib/ioasid_kvm_probe.ko"));
 	restore_devices();

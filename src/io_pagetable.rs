@@ -160,9 +160,8 @@ fn segment(iova: u64, paddr: u64, size: u64, bitmap: u64) -> Option<(u64, u64)> 
 /// # Invariants
 ///
 /// `pages` stay pinned for as long as any part of the area is mapped in any domain: an area is
-/// dropped only after it was unmapped from every domain it was mapped into, or once its table
-/// has no domain left; one whose unmap came up short stays in its table
-/// ([`IoPageTable::unmap_from`]). `length` is
+/// dropped only after it was unmapped from every domain it was mapped into, and one whose unmap
+/// came up short is never dropped ([`IoPageTable::drop_area`]). `length` is
 /// `pages.len() * PAGE_SIZE`, nonzero, and `start + length` does not wrap for the start it is
 /// mapped at.
 struct Area {
@@ -339,15 +338,14 @@ impl IoPageTable {
             pages,
         };
         for (i, domain) in self.domains.iter().enumerate() {
-            if let Err((e, mut whole)) = map_area(domain, iova, &area) {
+            if let Err(e) = map_area(domain, iova, &area) {
+                let mut whole = true;
                 for d in &self.domains[..i] {
                     whole &= unmap_area(d, iova, &area, length);
                 }
                 if !whole {
-                    // Part of it may still be mapped: it stays in the table, pinned, and goes
-                    // with a later unmap or the IOASID's domains.
-                    warn_unmap_short();
-                    self.areas.insert(node.into_node(iova, area));
+                    // Part of it may still be mapped: its pages must stay pinned.
+                    keep_pinned(area);
                 }
                 return Err(e);
             }
@@ -362,12 +360,16 @@ impl IoPageTable {
         if self.areas.get(&m.iova).is_none_or(|a| a.serial != m.serial) {
             return false;
         }
-        self.unmap_from(m.iova, m.iova) > 0
+        match self.areas.remove(&m.iova) {
+            Some(area) => {
+                self.drop_area(m.iova, area);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Unmaps every area inside `[iova, iova + length)` and returns the bytes unmapped.
-    /// `ENOMEM` if an IOMMU driver could not unmap one of them: that one stays mapped and
-    /// pinned (the ones before it are unmapped), and a later unmap tries it again.
     ///
     /// Errors: `EINVAL` for a zero, unaligned or wrapping range, or one that cuts an area;
     /// `ENOENT` if the range holds no area.
@@ -378,7 +380,7 @@ impl IoPageTable {
         }
         let iova_last = iova.checked_add(length - 1).ok_or(EINVAL)?;
         // Every area that meets the range must lie inside it (checked before anything changes).
-        let mut inside: u64 = 0;
+        let mut found = false;
         for (&start, area) in self.areas.iter() {
             let area_last = last(start, area.length);
             if !overlaps(start, area_last, iova, iova_last) {
@@ -387,89 +389,57 @@ impl IoPageTable {
             if start < iova || area_last > iova_last {
                 return Err(EINVAL);
             }
-            // Disjoint areas within a 64-bit space: the sum cannot wrap.
-            inside = inside.saturating_add(area.length);
+            found = true;
         }
-        if inside == 0 {
+        if !found {
             return Err(ENOENT);
         }
-        // Then each area inside it goes, lowest first; nothing here allocates. An IOMMU driver
-        // that could not unmap (virtio-iommu allocates a request) leaves that mapping in place.
-        if self.unmap_from(iova, iova_last) != inside {
-            return Err(ENOMEM);
+        // Then each area inside it goes, lowest first; nothing here allocates.
+        let mut unmapped: u64 = 0;
+        while let Some(start) = self
+            .areas
+            .cursor_lower_bound(&iova)
+            .map(|c| *c.current().0)
+            .filter(|&s| s <= iova_last)
+        {
+            let Some(area) = self.areas.remove(&start) else {
+                break;
+            };
+            // Areas are disjoint within a 64-bit space: the sum cannot wrap.
+            unmapped = unmapped.saturating_add(area.length);
+            self.drop_area(start, area);
+            cond_resched();
         }
-        Ok(inside)
-    }
-
-    /// Whether no area is mapped.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.areas.iter().next().is_none()
+        Ok(unmapped)
     }
 
     /// Unmaps everything; returns the bytes unmapped.
     pub(crate) fn unmap_all(&mut self) -> u64 {
-        self.unmap_from(0, u64::MAX)
-    }
-
-    /// Unmaps every area that starts in `[first, last]` (the caller checked that none is cut)
-    /// and returns the bytes unmapped. An area an IOMMU driver failed to unmap from every
-    /// domain stays in the table, pinned and occupying its IOVAs, and counts as not unmapped: a
-    /// later unmap tries it again, and freeing the IOASID drops it once no domain is left.
-    fn unmap_from(&mut self, first: u64, last: u64) -> u64 {
         let mut unmapped: u64 = 0;
-        let mut next = Some(first);
-        while let Some(start) = next.and_then(|n| {
-            self.areas
-                .cursor_lower_bound(&n)
-                .map(|c| *c.current().0)
-                .filter(|&s| s <= last)
-        }) {
-            let whole = match self.areas.get(&start) {
-                Some(area) => self.unmap_everywhere(start, area),
-                None => break,
-            };
-            if whole {
-                if let Some(area) = self.areas.remove(&start) {
-                    // Areas are disjoint within a 64-bit space: the sum cannot wrap.
-                    unmapped = unmapped.saturating_add(area.length);
-                    // INVARIANT: unmapped from every domain: the pages may be unpinned.
-                    drop(area);
-                }
-            } else {
-                warn_unmap_short();
-            }
-            next = start.checked_add(1);
+        while let Some(cursor) = self.areas.cursor_front_mut() {
+            let (_, node) = cursor.remove_current();
+            let (start, area) = node.to_key_value();
+            unmapped = unmapped.saturating_add(area.length);
+            self.drop_area(start, area);
             cond_resched();
         }
         unmapped
     }
 
-    /// Removes `area`'s IOMMU mappings (at `start`) from every domain, each `iommu_unmap`
-    /// waiting for its IOTLB flush. Returns whether every domain unmapped all of it.
-    fn unmap_everywhere(&self, start: u64, area: &Area) -> bool {
+    /// Removes `area`'s IOMMU mappings from every domain (each `iommu_unmap` waits for its
+    /// IOTLB flush), then unpins its pages; if an IOMMU driver failed to unmap all of it, the
+    /// pages stay pinned instead (see [`keep_pinned`]).
+    fn drop_area(&self, start: u64, area: Area) {
         let mut whole = true;
         for d in &self.domains {
-            whole &= unmap_area(d, start, area, area.length);
+            whole &= unmap_area(d, start, &area, area.length);
         }
-        whole
-    }
-
-    /// Drops every area after the last domain is gone: no device can reach them any more, so
-    /// even those an IOMMU driver failed to unmap can be unpinned. Returns the bytes dropped.
-    pub(crate) fn drop_unreachable(&mut self) -> u64 {
-        if !self.domains.is_empty() {
-            return 0;
-        }
-        let mut dropped: u64 = 0;
-        while let Some(cursor) = self.areas.cursor_front_mut() {
-            let (_, node) = cursor.remove_current();
-            let (_, area) = node.to_key_value();
-            dropped = dropped.saturating_add(area.length);
-            // INVARIANT: no domain exists: the area is mapped nowhere.
+        if whole {
+            // INVARIANT: unmapped from every domain: the pages may be unpinned.
             drop(area);
-            cond_resched();
+        } else {
+            keep_pinned(area);
         }
-        dropped
     }
 
     /// Whether the IOVAs of every area are usable with `domain` and the `reserved` regions.
@@ -494,11 +464,7 @@ impl IoPageTable {
     pub(crate) fn add_domain(&mut self, domain: Arc<Domain>) -> Result {
         let mut result = Ok(());
         for (&start, area) in self.areas.iter() {
-            if let Err((e, whole)) = map_area(&domain, start, area) {
-                if !whole {
-                    // `unmap_domain` below tries again; the domain is not used either way.
-                    warn_unmap_short();
-                }
+            if let Err(e) = map_area(&domain, start, area) {
                 result = Err(e);
                 break;
             }
@@ -581,10 +547,6 @@ impl IoPageTable {
 impl Drop for IoPageTable {
     fn drop(&mut self) {
         self.unmap_all();
-        // Areas an IOMMU driver failed to unmap go once their domains are gone (the groups
-        // attached to them were detached before: see `ioasid::State`).
-        self.domains.clear();
-        self.drop_unreachable();
     }
 }
 
@@ -625,8 +587,9 @@ fn map_segments(
 }
 
 /// Maps `area` at `iova` into `domain`, one `iommu_map` per segment, counting the IOPTEs. On
-/// failure it unmaps what it mapped of the area, and says whether that cleanup was whole.
-fn map_area(domain: &Domain, iova: u64, area: &Area) -> core::result::Result<(), (Error, bool)> {
+/// failure nothing of the area stays mapped in `domain`, or, if even that failed, its pages are
+/// kept pinned by the caller (`Err` is returned either way; see [`IoPageTable::map`]).
+fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
     let mut mapped = 0;
     let ret = map_segments(
         iova,
@@ -644,7 +607,10 @@ fn map_area(domain: &Domain, iova: u64, area: &Area) -> core::result::Result<(),
             Ok(())
         },
     );
-    ret.map_err(|e| (e, mapped == 0 || unmap_area(domain, iova, area, mapped)))
+    if ret.is_err() && mapped > 0 && !unmap_area(domain, iova, area, mapped) {
+        warn_unmap_short();
+    }
+    ret
 }
 
 /// Unmaps the first `length` bytes of `area` (mapped at `iova`) from `domain`, flushing the
@@ -657,10 +623,6 @@ fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) -> bool {
     // SAFETY: `iova..iova + length` covers whole segments mapped by `map_area` (the first
     // `length` bytes of the area, split the same way).
     let unmapped = timed(2, || unsafe { domain.unmap(iova, size) });
-    if unmapped != size {
-        // What the driver still maps is unknown: the IOPTEs stay counted.
-        return false;
-    }
     let _ = map_segments(
         iova,
         area,
@@ -680,6 +642,14 @@ fn warn_unmap_short() {
     if !WARNED.xchg(true, Relaxed) {
         pr_warn!("ioasid: the IOMMU driver unmapped less than asked; the pages stay pinned\n");
     }
+}
+
+/// Keeps `area`'s pages pinned for good: an IOMMU driver failed to unmap all of it, and a
+/// device may still reach them. Leaking the pin is the only safe answer (as iommufd does).
+fn keep_pinned(area: Area) {
+    warn_unmap_short();
+    // INVARIANT: never dropped, so the pages are never unpinned.
+    core::mem::forget(area);
 }
 
 #[kunit_tests(ioasid_io_pagetable)]

@@ -90,11 +90,10 @@ struct State {
     freed: bool,
     /// Kernel-side users (attached groups). While nonzero after a free, the ID is parked.
     users: u32,
-    /// The groups attached to the domains. Declared before `iopt`, so that a dropped state
-    /// detaches them (blocking their DMA) before the mappings' pages are unpinned.
-    groups: KVec<GroupAttachment>,
     /// The mappings, and the domains they are mirrored into.
     iopt: IoPageTable,
+    /// The groups attached to the domains.
+    groups: KVec<GroupAttachment>,
 }
 
 /// The reserved regions of every group in `groups`, and of `extra`, as inclusive ranges.
@@ -128,8 +127,6 @@ impl State {
         while let Some(d) = self.iopt.domains().first().cloned() {
             self.iopt.remove_domain(&d);
         }
-        // What an IOMMU driver failed to unmap goes now that no domain is left.
-        self.iopt.drop_unreachable();
         Ok(())
     }
 }
@@ -155,8 +152,8 @@ impl Ioasid {
                 state <- new_mutex!(State {
                     freed: false,
                     users: 0,
-                    groups: KVec::new(),
                     iopt: IoPageTable::new(),
+                    groups: KVec::new(),
                 }),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -210,15 +207,9 @@ impl Ioasid {
         self.live()?.iopt.unmap(iova, length)
     }
 
-    /// Unmaps everything; returns the bytes unmapped. `ENOMEM` if an IOMMU driver could not
-    /// unmap a mapping, which stays (see [`IoPageTable::unmap`]).
+    /// Unmaps everything; returns the bytes unmapped.
     pub(crate) fn unmap_all(&self) -> Result<u64> {
-        let mut state = self.live()?;
-        let unmapped = state.iopt.unmap_all();
-        if !state.iopt.is_empty() {
-            return Err(ENOMEM);
-        }
-        Ok(unmapped)
+        Ok(self.live()?.iopt.unmap_all())
     }
 
     /// The usable IOVA ranges (see [`IoPageTable::usable_ranges`]) to `out`, and returns the

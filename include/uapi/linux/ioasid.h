@@ -380,9 +380,6 @@ enum ioasid_unmap_flags {
  *	range holds no mapping.
  *  EINVAL: a zero length, an unaligned or wrapping range, a range that cuts
  *	a mapping, or nonzero @iova or @length with IOASID_UNMAP_ALL.
- *  ENOMEM: the IOMMU driver could not unmap a mapping (out of memory): it
- *	stays mapped and pinned, those before it in the range were unmapped;
- *	a later IOASID_UNMAP tries it again.
  */
 struct ioasid_unmap {
 	__u32 argsz;

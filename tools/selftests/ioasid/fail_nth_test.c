@@ -902,25 +902,6 @@ TEST_F_TIMEOUT(nth, sweep, FAIL_NTH_TIMEOUT)
 {
 	char name[64];
 
-	/*
-	 * Open finding: under virtio-iommu, an injected failure at some
-	 * allocations of an attach that replays into a new domain (n = 33, 37,
-	 * 41 of 44) leaves the device's DMA reaching the mapping although the
-	 * attach failed. Not explained yet (the virtio-iommu driver's attach
-	 * error path, or ioasid's rollback); swept under VT-d and SMMUv3.
-	 */
-	/*
-	 * Open finding too: virtio-iommu forgets a mapping before it allocates
-	 * the request that unmaps it from the host, so an injected failure there
-	 * makes every later unmap of it come up short. ioasid then keeps the
-	 * pages pinned until the IOASID has no domain left (no leak), but UNMAP
-	 * keeps answering ENOMEM for it.
-	 */
-	if ((variant->sc == &sc_attach_replay || variant->sc == &sc_unmap ||
-	     variant->sc == &sc_unmap_all) && getenv("IOASID_IOMMU") &&
-	    !strcmp(getenv("IOASID_IOMMU"), "virtio") && !getenv("IOASID_FAIL_NTH_RELEASE"))
-		SKIP(return, "open finding under virtio-iommu (see the comment; "
-			     "IOASID_FAIL_NTH_RELEASE=1 sweeps it anyway)");
 	if (release_path(variant->sc) && !getenv("IOASID_FAIL_NTH_RELEASE"))
 		SKIP(return, "release path: the IOMMU core WARNs on an injected failure there "
 			     "(set IOASID_FAIL_NTH_RELEASE=1 to sweep it anyway)");

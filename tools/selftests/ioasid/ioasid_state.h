@@ -428,7 +428,7 @@ static const struct ioctl_doc ioctl_docs[] = {
 	  IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA,
 	  { ENOENT, EEXIST, ERANGE, ENOSPC, ENOMEM } },
 	{ "IOASID_UNMAP", IOASID_UNMAP, sizeof(struct ioasid_unmap), 40, IOASID_UNMAP_ALL,
-	  { ENOENT, ENOMEM } },
+	  { ENOENT } },
 	{ "IOASID_IOVA_RANGES", IOASID_IOVA_RANGES, sizeof(struct ioasid_iova_ranges), 32, 0,
 	  { ENOENT, EMSGSIZE, ENOMEM } },
 	{ "IOASID_DEVICE_GET_INFO", IOASID_DEVICE_GET_INFO, sizeof(struct ioasid_device_info), 56, 0,

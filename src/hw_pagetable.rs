@@ -64,7 +64,27 @@ pub(crate) fn attach(
         Ok(a) => Ok(a),
         Err(e) => {
             iopt.remove_domain(&domain);
+            reblock(&domain, group, ownership);
             Err(e)
         }
+    }
+}
+
+/// Makes sure `group` is on its blocking domain again after attaching it to `domain` failed,
+/// once `domain` was emptied.
+///
+/// The IOMMU core assumes a driver whose `attach_dev` fails left the device where it was, and
+/// does not move it back. virtio-iommu breaks that: it sends the device its ATTACH request and
+/// then replays the domain's mappings, and when a replay request fails (an allocation) it
+/// returns the error with the endpoint attached, in the device, to `domain` and part of its
+/// mappings. Its driver then forgets them (they were in no endpoint's domain, as far as it
+/// knew), so freeing `domain` would not remove them, and the device could reach those pages
+/// after the IOASID unpinned them. Attaching the now-empty `domain` once more and detaching it
+/// replaces whatever a driver left with an empty domain and then the blocking one. A driver
+/// that kept its promise sees one harmless attach and detach. If even this attach fails
+/// (memory), nothing better can be done here, and the IOMMU driver's own failure stands.
+fn reblock(domain: &Arc<Domain>, group: &Group, ownership: &DmaOwnership) {
+    if let Ok(attachment) = domain.attach(group, ownership) {
+        drop(attachment);
     }
 }

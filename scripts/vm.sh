@@ -12,6 +12,10 @@
 # instead of TCG, VM_TIMEOUT (seconds, default 900), IOASID_LOGDIR,
 # TESTS="uapi_test dma_test ..." to run only those test programs (default: all).
 # FUZZ_ITERS, FUZZ_SEED: fuzz_test's random calls and seed (make fuzz).
+# REPEAT=N: run the selected test programs N times (chasing a rare failure);
+# STORM_SECONDS: storm_test's length per variant.
+# QEMU_EXTRA: more QEMU arguments, for debugging (e.g. "-gdb tcp::1234" to
+# inspect a hung guest with gdb and build/$ARCH's vmlinux).
 #
 # The guest writes the kernel console to its serial port and the test output
 # to a virtio console (/dev/hvc0), so test output never interleaves with
@@ -98,6 +102,10 @@ selected() {
 # fuzz_test's length and seed (FUZZ_ITERS, FUZZ_SEED of the runner; empty: its defaults).
 IOASID_FUZZ_ITERS=$(sed -n 's/.*ioasid_vm.fuzz_iters=\([0-9]*\).*/\1/p' /proc/cmdline)
 IOASID_FUZZ_SEED=$(sed -n 's/.*ioasid_vm.fuzz_seed=\([0-9]*\).*/\1/p' /proc/cmdline)
+IOASID_STORM_SECONDS=$(sed -n 's/.*ioasid_vm.storm_seconds=\([0-9]*\).*/\1/p' /proc/cmdline)
+[ -n "$IOASID_STORM_SECONDS" ] && export IOASID_STORM_SECONDS
+REPEAT=$(sed -n 's/.*ioasid_vm.repeat=\([0-9]*\).*/\1/p' /proc/cmdline)
+REPEAT=${REPEAT:-1}
 [ -n "$IOASID_FUZZ_ITERS" ] && export IOASID_FUZZ_ITERS
 [ -n "$IOASID_FUZZ_SEED" ] && export IOASID_FUZZ_SEED
 
@@ -161,13 +169,40 @@ insmod /lib/ioasid_kvm_probe.ko && vm_ok "insmod ioasid_kvm_probe.ko" ||
 	vm_fail "insmod ioasid_kvm_probe.ko"
 out "IOASID-END vm setup rc=0"
 
+# stuck_report NAME: the kernel stacks of every task in D state and of every
+# task of the test programs, to the test log.
+stuck_report() {
+	out "# $1 still running after 300 s: kernel stacks of blocked and test tasks"
+	for t in /proc/[0-9]*/task/[0-9]*; do
+		local st comm
+		st=$(awk '/^State:/ { print $2 }' "$t/status" 2>/dev/null)
+		comm=$(cat "$t/comm" 2>/dev/null)
+		case "$st:$comm" in
+		D:* | *:*_test)
+			out "# task ${t##*/} ($comm) state $st:"
+			sed 's/^/#   /' "$t/stack" >&3 2>/dev/null
+			;;
+		esac
+	done
+}
+
 # kselftest NAME COMMAND...: run a test program as one block of results.
 kselftest() {
 	local name=$1 rc
 	shift
 	kmsg "kselftest $name begin"
 	out "IOASID-BEGIN kselftest $name"
-	"$@" >&3 2>&3
+	"$@" >&3 2>&3 &
+	local pid=$! waited=0
+	# A program still running after 300 s (none takes a third of that under
+	# TCG) is likely stuck in the kernel: say where, once, then keep waiting
+	# (the harness's own timeouts and VM_TIMEOUT end it).
+	while kill -0 $pid 2>/dev/null; do
+		sleep 1
+		waited=$((waited + 1))
+		[ $waited = 300 ] && stuck_report "$name"
+	done
+	wait $pid
 	rc=$?
 	out "IOASID-END kselftest $name rc=$rc"
 	kmsg "kselftest $name end rc=$rc"
@@ -209,8 +244,10 @@ if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
 else
 	# The parameters ioasid.ko is loaded with here, for a test that reloads it.
 	export IOASID_MODPARAMS="$MODPARAMS"
-	for t in /tests/*_test; do
-		selected "${t##*/}" && kselftest "${t##*/}" "$t"
+	for round in $(seq "$REPEAT"); do
+		for t in /tests/*_test; do
+			selected "${t##*/}" && kselftest "${t##*/}" "$t"
+		done
 	done
 	# KUnit suites of the module ran when it was loaded; collect their results.
 	for d in /sys/kernel/debug/kunit/ioasid*; do
@@ -272,6 +309,8 @@ CONSOLE=ttyS0
 [ "$IOASID_ARCH" = arm64 ] && CONSOLE=ttyAMA0
 APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_vm.iommu=$IOMMU"
 [ -n "${TESTS:-}" ] && APPEND+=" ioasid_vm.tests=$(echo $TESTS | tr ' ' ,)"
+[ -n "${REPEAT:-}" ] && APPEND+=" ioasid_vm.repeat=$REPEAT"
+[ -n "${STORM_SECONDS:-}" ] && APPEND+=" ioasid_vm.storm_seconds=$STORM_SECONDS"
 # One VM per IOMMU driver runs the defect finders (see HEAVY_TESTS in the init).
 # The storm runs in the intel VM instead of intel-pt: under intel-pt, after
 # the whole suite, its checker context twice saw a DMA round trip come back
@@ -383,7 +422,7 @@ start=$(date +%s)
 set +e
 timeout --foreground -k 10 "$VM_TIMEOUT" "$QEMU" "${QEMU_ARGS[@]}" \
 	-kernel "$KOUT/$KIMAGE" -initrd "$INITRD" -append "$APPEND" \
-	-serial file:"$CONSOLE_LOG" "${TESTS_CHANNEL[@]}" </dev/null
+	-serial file:"$CONSOLE_LOG" "${TESTS_CHANNEL[@]}" ${QEMU_EXTRA:-} </dev/null
 rc=$?
 set -e
 elapsed=$(($(date +%s) - start))

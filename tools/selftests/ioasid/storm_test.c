@@ -57,8 +57,53 @@
 struct checker_report {
 	volatile int stop;
 	long rounds, failures;
-	char first_failure[200];
+	char first_failure[400];
 };
+
+/*
+ * What came back instead of the bytes sent, in words: a failed DMA leaves the
+ * zeros, a stale translation an older round's bytes, a leak the storm's.
+ * Then the device buffer is written to RAM once more, to tell a write that
+ * went astray from a read that did.
+ */
+static void describe_mismatch(struct edu *e, uint8_t *buf, long round, char *out, size_t n)
+{
+	uint8_t *want = buf, *got = buf + PG, old[PG];
+	size_t diff = 0, first = PG, zero = 0;
+	const char *what = "unknown bytes";
+	int again;
+
+	for (size_t i = 0; i < PG; i++) {
+		zero += !got[i];
+		if (got[i] != want[i]) {
+			diff++;
+			if (first == PG)
+				first = i;
+		}
+	}
+	if (zero == PG)
+		what = "zeros (no DMA landed)";
+	for (long k = round; k >= 0 && k > round - 64 && what[0] == 'u'; k--) {
+		st_fill(old, PG, k);
+		if (!memcmp(old, got, PG))
+			what = k == round ? "the previous round's bytes" : "an older round's bytes";
+	}
+	if (what[0] == 'u' && got[0] < STORM_THREADS && got[0] == got[PG - 1])
+		what = "a storm thread's byte";
+	/* A mark in the kernel log, next to any IOMMU fault it reported. */
+	int kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+
+	if (kmsg >= 0) {
+		dprintf(kmsg, "storm_test: the other context's DMA came back wrong in round %ld\n", round);
+		close(kmsg);
+	}
+	memset(got, 0, PG);
+	again = edu_dma(e, EDU_BUF, CHECK_DST, PG, 1) ? -1 : !memcmp(want, got, PG);
+	snprintf(out, n, "%zu bytes differ from offset %zu (got %#x, want %#x): %s; the device buffer written again: %s",
+		 diff, first, first < PG ? got[first] : 0, first < PG ? want[first] : 0, what,
+		 again < 0 ? "DMA did not finish" : again ? "now right (the read was right)" :
+		 "still wrong");
+}
 
 /* The other context: DMA round trips through its own device until told to stop. */
 static void checker_main(const char *bdf, struct checker_report *rep, int ready_fd)
@@ -80,6 +125,7 @@ static void checker_main(const char *bdf, struct checker_report *rep, int ready_
 	while (!rep->stop) {
 		__u64 done = 0;
 		const char *what = NULL;
+		char detail[300] = "";
 
 		st_fill(buf, PG, rep->rounds + 1);
 		memset(buf + PG, 0, PG);
@@ -88,16 +134,19 @@ static void checker_main(const char *bdf, struct checker_report *rep, int ready_
 			what = "IOASID_MAP failed";
 		else if (st_edu_round_trip(&e, CHECK_SRC, CHECK_DST, PG))
 			what = "the DMA engine did not finish";
-		else if (memcmp(buf, buf + PG, PG))
+		else if (memcmp(buf, buf + PG, PG)) {
 			what = "the bytes that came back differ";
+			if (!rep->failures)
+				describe_mismatch(&e, buf, rep->rounds, detail, sizeof(detail));
+		}
 		if (unmap(fd, id, CHECK_SRC, PG, &done) || done != PG ||
 		    unmap(fd, id, CHECK_DST, PG, &done) || done != PG)
 			what = what ?: "IOASID_UNMAP failed";
 		if (ctx_counts(fd, &c) || c.ids != c0.ids || c.devices != c0.devices)
 			what = what ?: "its fdinfo counts changed";
 		if (what && !rep->failures++)
-			snprintf(rep->first_failure, sizeof(rep->first_failure), "round %ld: %s",
-				 rep->rounds, what);
+			snprintf(rep->first_failure, sizeof(rep->first_failure), "round %ld: %s%s%s",
+				 rep->rounds, what, detail[0] ? ": " : "", detail);
 		rep->rounds++;
 	}
 	close(fd);

@@ -200,12 +200,28 @@ fn allowed(iova: u64, iova_last: u64, aperture: (u64, u64), reserved: &[(u64, u6
             .any(|&(s, l)| overlaps(iova, iova_last, s, l))
 }
 
+/// An area an IOMMU driver failed to unmap wholly from some domains (virtio-iommu's unmap
+/// allocates a request to its device, and can fail for memory): gone from the IOASID, but a
+/// device attached to one of `domains` may still reach part of it.
+///
+/// # Invariants
+///
+/// `area` is unmapped from every domain of the table but `domains`. It is dropped, and its
+/// pages unpinned, only once all of `domains` left the table, which they do after their last
+/// group was detached ([`IoPageTable::remove_domain`]) or with the table itself.
+struct Stuck {
+    domains: KVec<Arc<Domain>>,
+    area: Area,
+}
+
 /// The mappings of one IOASID and the domains they are mirrored into.
 pub(crate) struct IoPageTable {
     areas: RBTree<u64, Area>,
     domains: KVec<Arc<Domain>>,
     /// Reserved regions of the attached devices: IOVAs that must not be mapped.
     reserved: KVec<(u64, u64)>,
+    /// Areas whose pages stay pinned for the domains that may still hold them.
+    stuck: KVec<Stuck>,
 }
 
 impl IoPageTable {
@@ -215,6 +231,7 @@ impl IoPageTable {
             areas: RBTree::new(),
             domains: KVec::new(),
             reserved: KVec::new(),
+            stuck: KVec::new(),
         }
     }
 
@@ -337,16 +354,18 @@ impl IoPageTable {
             serial,
             pages,
         };
-        for (i, domain) in self.domains.iter().enumerate() {
-            if let Err(e) = map_area(domain, iova, &area) {
-                let mut whole = true;
+        for i in 0..self.domains.len() {
+            if let Err((e, clean)) = map_area(&self.domains[i], iova, &area) {
+                let mut short = Short::default();
+                if !clean {
+                    short.add(&self.domains[i]);
+                }
                 for d in &self.domains[..i] {
-                    whole &= unmap_area(d, iova, &area, length);
+                    if !unmap_area(d, iova, &area, length) {
+                        short.add(d);
+                    }
                 }
-                if !whole {
-                    // Part of it may still be mapped: its pages must stay pinned.
-                    keep_pinned(area);
-                }
+                self.release(area, short);
                 return Err(e);
             }
         }
@@ -394,7 +413,8 @@ impl IoPageTable {
         if !found {
             return Err(ENOENT);
         }
-        // Then each area inside it goes, lowest first; nothing here allocates.
+        // Then each area inside it goes, lowest first; nothing here allocates (unless an IOMMU
+        // driver fails to unmap, see `release`).
         let mut unmapped: u64 = 0;
         while let Some(start) = self
             .areas
@@ -428,17 +448,39 @@ impl IoPageTable {
 
     /// Removes `area`'s IOMMU mappings from every domain (each `iommu_unmap` waits for its
     /// IOTLB flush), then unpins its pages; if an IOMMU driver failed to unmap all of it, the
-    /// pages stay pinned instead (see [`keep_pinned`]).
-    fn drop_area(&self, start: u64, area: Area) {
-        let mut whole = true;
+    /// pages stay pinned for as long as that domain is in use ([`IoPageTable::release`]).
+    fn drop_area(&mut self, start: u64, area: Area) {
+        let mut short = Short::default();
         for d in &self.domains {
-            whole &= unmap_area(d, start, &area, area.length);
+            if !unmap_area(d, start, &area, area.length) {
+                short.add(d);
+            }
         }
-        if whole {
+        self.release(area, short);
+    }
+
+    /// Unpins `area`, unmapped from every domain but `short`, whose IOMMU drivers failed to
+    /// unmap all of it: then it is kept, pinned, until those domains left the table.
+    fn release(&mut self, area: Area, short: Short) {
+        if short.domains.is_empty() && !short.lost {
             // INVARIANT: unmapped from every domain: the pages may be unpinned.
             drop(area);
-        } else {
+            return;
+        }
+        warn_unmap_short();
+        if short.lost || self.stuck.reserve(1, GFP_KERNEL).is_err() {
+            // Out of memory to even record it: the pages stay pinned for good.
             keep_pinned(area);
+            return;
+        }
+        // INVARIANT: unmapped from every domain but `short`, which are in the table.
+        let stuck = Stuck {
+            domains: short.domains,
+            area,
+        };
+        if let Err(e) = self.stuck.push_within_capacity(stuck) {
+            // Cannot happen (reserved above); never unpin it then either.
+            keep_pinned(e.0.area);
         }
     }
 
@@ -464,7 +506,8 @@ impl IoPageTable {
     pub(crate) fn add_domain(&mut self, domain: Arc<Domain>) -> Result {
         let mut result = Ok(());
         for (&start, area) in self.areas.iter() {
-            if let Err(e) = map_area(&domain, start, area) {
+            if let Err((e, _)) = map_area(&domain, start, area) {
+                // What is left in `domain` goes with it: no group is attached to it yet.
                 result = Err(e);
                 break;
             }
@@ -482,10 +525,16 @@ impl IoPageTable {
         result
     }
 
-    /// Removes `domain`, unmapping every area from it.
+    /// Removes `domain`, unmapping every area from it. No group may be attached to it any more:
+    /// the areas stuck in it alone are then unpinned.
     pub(crate) fn remove_domain(&mut self, domain: &Arc<Domain>) {
         self.domains.retain(|d| !Arc::ptr_eq(d, domain));
         self.unmap_domain(domain);
+        for s in self.stuck.iter_mut() {
+            s.domains.retain(|d| !Arc::ptr_eq(d, domain));
+        }
+        // INVARIANT: an area stuck in no domain that is still in use may be unpinned.
+        self.stuck.retain(|s| !s.domains.is_empty());
     }
 
     /// Unmaps from `domain` every area that is mapped in it (all of them; or, after a failed
@@ -587,9 +636,9 @@ fn map_segments(
 }
 
 /// Maps `area` at `iova` into `domain`, one `iommu_map` per segment, counting the IOPTEs. On
-/// failure nothing of the area stays mapped in `domain`, or, if even that failed, its pages are
-/// kept pinned by the caller (`Err` is returned either way; see [`IoPageTable::map`]).
-fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
+/// failure it unmaps what it mapped, and says whether that left `domain` clean: if not, part
+/// of the area may still be mapped there, and its pages must stay pinned.
+fn map_area(domain: &Domain, iova: u64, area: &Area) -> core::result::Result<(), (Error, bool)> {
     let mut mapped = 0;
     let ret = map_segments(
         iova,
@@ -607,10 +656,27 @@ fn map_area(domain: &Domain, iova: u64, area: &Area) -> Result {
             Ok(())
         },
     );
-    if ret.is_err() && mapped > 0 && !unmap_area(domain, iova, area, mapped) {
-        warn_unmap_short();
+    match ret {
+        Ok(()) => Ok(()),
+        Err(e) => Err((e, mapped == 0 || unmap_area(domain, iova, area, mapped))),
     }
-    ret
+}
+
+/// The domains an IOMMU driver failed to unmap an area from wholly.
+#[derive(Default)]
+struct Short {
+    domains: KVec<Arc<Domain>>,
+    /// A domain could not be recorded (no memory): the area must stay pinned for good.
+    lost: bool,
+}
+
+impl Short {
+    /// Records that `domain` may still hold part of the area.
+    fn add(&mut self, domain: &Arc<Domain>) {
+        if self.domains.push(domain.clone(), GFP_KERNEL).is_err() {
+            self.lost = true;
+        }
+    }
 }
 
 /// Unmaps the first `length` bytes of `area` (mapped at `iova`) from `domain`, flushing the

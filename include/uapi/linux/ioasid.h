@@ -373,7 +373,9 @@ enum ioasid_unmap_flags {
  * Unmaps every mapping inside the range; the range must not cut a mapping.
  * The IOTLB is flushed before the pages are unpinned and uncharged. If the
  * IOMMU driver unmaps less than asked, the pages of that mapping stay
- * pinned for good (the kernel logs a warning once).
+ * pinned until no device can reach them any more, i.e. until the domain
+ * that may still hold them has no group attached (the kernel logs a
+ * warning once).
  *
  * Errors: the common ones, and
  *  ENOENT: @ioasid does not name a live IOASID of this context, or the

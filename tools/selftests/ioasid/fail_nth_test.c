@@ -902,21 +902,6 @@ TEST_F_TIMEOUT(nth, sweep, FAIL_NTH_TIMEOUT)
 {
 	char name[64];
 
-	/*
-	 * Open findings under virtio-iommu, left for the next change (swept under
-	 * VT-d and SMMUv3; IOASID_FAIL_NTH_RELEASE=1 sweeps them anyway):
-	 * - an injected failure at some allocations of an attach that replays
-	 *   into a new domain (n = 33, 37, 41 of 44) leaves the device's DMA
-	 *   reaching the mapping although the attach failed;
-	 * - virtio-iommu's unmap allocates a request to the host, so an injected
-	 *   failure makes it unmap less than asked; ioasid then keeps the pages
-	 *   pinned for good (the safe answer), which this sweep reports as pages
-	 *   left pinned and kmemleak as a leak.
-	 */
-	if ((variant->sc == &sc_attach_replay || variant->sc == &sc_unmap ||
-	     variant->sc == &sc_unmap_all) && getenv("IOASID_IOMMU") &&
-	    !strcmp(getenv("IOASID_IOMMU"), "virtio") && !getenv("IOASID_FAIL_NTH_RELEASE"))
-		SKIP(return, "open finding under virtio-iommu (see the comment)");
 	if (release_path(variant->sc) && !getenv("IOASID_FAIL_NTH_RELEASE"))
 		SKIP(return, "release path: the IOMMU core WARNs on an injected failure there "
 			     "(set IOASID_FAIL_NTH_RELEASE=1 to sweep it anyway)");

@@ -311,14 +311,24 @@ APPEND="console=$CONSOLE panic=-1 printk.devkmsg=on ioasid_vm.mode=$MODE ioasid_
 [ -n "${TESTS:-}" ] && APPEND+=" ioasid_vm.tests=$(echo $TESTS | tr ' ' ,)"
 [ -n "${REPEAT:-}" ] && APPEND+=" ioasid_vm.repeat=$REPEAT"
 [ -n "${STORM_SECONDS:-}" ] && APPEND+=" ioasid_vm.storm_seconds=$STORM_SECONDS"
-# One VM per IOMMU driver runs the defect finders (see HEAVY_TESTS in the init).
-# The storm runs in the intel VM instead of intel-pt: under intel-pt, after
-# the whole suite, its checker context twice saw a DMA round trip come back
-# with different bytes (an open finding, not explained yet; see the issue).
+# One VM per IOMMU driver runs the defect finders (see HEAVY_TESTS in the init):
+# for VT-d the intel VM, not intel-pt. Under intel-pt every attach and detach
+# switches the device's address space in QEMU between the identity and the
+# translated one (a memory transaction that flushes every vCPU's TLB), and
+# after thousands of them (fuzz_test, fail_nth_test, storm_test) QEMU 10.0.2's
+# TCG lost an interrupt now and then: the guest froze with both vCPUs idle,
+# interrupts enabled, jiffies stopped, and CPU 0's local APIC holding the
+# timer vector 0xec in service (ISR) although the guest never ran its handler,
+# so PPR 0xe0 masked every later tick (seen with QEMU_EXTRA="-gdb tcp::1234"
+# and gdb's "monitor info lapic"). Storms there also twice saw a DMA round trip
+# of the other context come back wrong. The defect finders hold in the intel
+# VM (the same VT-d driver, with a translated default domain), and intel-pt
+# keeps what it is for: DMA pending at unbind, close and SIGKILL
+# (isolation_test, and attack_test's cases for it) with the identity default
+# domain.
 case "$IOMMU" in
-intel-pt) APPEND+=" ioasid_vm.heavy=1 ioasid_vm.skip=storm_test" ;;
-virtio | smmuv3) APPEND+=" ioasid_vm.heavy=1" ;;
-intel) APPEND+=" ioasid_vm.extra=storm_test" ;;
+intel | virtio | smmuv3) APPEND+=" ioasid_vm.heavy=1" ;;
+intel-pt) APPEND+=" ioasid_vm.extra=attack_test" ;;
 esac
 [ -n "${FUZZ_ITERS:-}" ] && APPEND+=" ioasid_vm.fuzz_iters=$FUZZ_ITERS"
 [ -n "${FUZZ_SEED:-}" ] && APPEND+=" ioasid_vm.fuzz_seed=$FUZZ_SEED"

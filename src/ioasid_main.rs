@@ -31,6 +31,7 @@ mod hw_pagetable;
 mod id_table;
 mod io_pagetable;
 mod ioasid;
+mod iova_tree;
 mod iommu;
 mod kvm;
 mod kvm_types;

@@ -860,10 +860,13 @@ mod tests {
             }
         }
         starts.sort_unstable();
-        let s = starts.iter().map(|&s| s.checked_next_multiple_of(PAGE)).find(|s| {
-            s.and_then(|s| Some((s, s.checked_add(need - 1)?)))
-                .is_some_and(|(s, l)| free(s, l))
-        })??;
+        let s = starts
+            .iter()
+            .map(|&s| s.checked_next_multiple_of(PAGE))
+            .find(|s| {
+                s.and_then(|s| Some((s, s.checked_add(need - 1)?)))
+                    .is_some_and(|(s, l)| free(s, l))
+            })??;
         let iova = s + (offset.wrapping_sub(s) & (align - 1));
         assert_eq!(iova % align, offset % align);
         Some(iova)
@@ -917,7 +920,10 @@ mod tests {
                     if tree.insert(IovaNode::new(step, GFP_KERNEL)?, s, l).is_err() {
                         return Err(EINVAL);
                     }
-                    let i = model.iter().position(|&(ms, _)| ms > s).unwrap_or(model.len());
+                    let i = model
+                        .iter()
+                        .position(|&(ms, _)| ms > s)
+                        .unwrap_or(model.len());
                     model.reserve(1, GFP_KERNEL)?;
                     model
                         .insert_within_capacity(i, (s, l))
@@ -933,7 +939,10 @@ mod tests {
                     if tree.insert(IovaNode::new(step, GFP_KERNEL)?, s, l).is_err() {
                         return Err(EINVAL);
                     }
-                    let i = model.iter().position(|&(ms, _)| ms > s).unwrap_or(model.len());
+                    let i = model
+                        .iter()
+                        .position(|&(ms, _)| ms > s)
+                        .unwrap_or(model.len());
                     model.reserve(1, GFP_KERNEL)?;
                     model
                         .insert_within_capacity(i, (s, l))

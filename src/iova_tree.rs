@@ -483,11 +483,16 @@ mod tests {
             }
             cand = l.checked_add(1)?;
         }
-        cand.checked_add(need - 1).filter(|&l| l <= to).map(|_| cand)
+        cand.checked_add(need - 1)
+            .filter(|&l| l <= to)
+            .map(|_| cand)
     }
 
     fn ref_insert(model: &mut KVec<(u64, u64, u64)>, s: u64, l: u64, v: u64) -> Result {
-        let i = model.iter().position(|&(ms, _, _)| ms > s).unwrap_or(model.len());
+        let i = model
+            .iter()
+            .position(|&(ms, _, _)| ms > s)
+            .unwrap_or(model.len());
         model.reserve(1, GFP_KERNEL)?;
         model
             .insert_within_capacity(i, (s, l, v))
@@ -525,9 +530,7 @@ mod tests {
                 let Some(l) = s.checked_add(pages * PAGE - 1) else {
                     continue;
                 };
-                let expect = model
-                    .iter()
-                    .any(|&(ms, ml, _)| ms <= l && s <= ml);
+                let expect = model.iter().any(|&(ms, ml, _)| ms <= l && s <= ml);
                 assert_eq!(t.overlaps(s, l), expect);
                 let node = IovaNode::new(step, GFP_KERNEL)?;
                 match t.insert(node, s, l) {
@@ -550,7 +553,9 @@ mod tests {
                 assert_eq!(got, ref_free_run(&model, from, to, need));
                 if let Some(s) = got {
                     assert!(!t.overlaps(s, s + need - 1));
-                    if t.insert(IovaNode::new(step, GFP_KERNEL)?, s, s + need - 1).is_err() {
+                    if t.insert(IovaNode::new(step, GFP_KERNEL)?, s, s + need - 1)
+                        .is_err()
+                    {
                         return Err(EINVAL);
                     }
                     ref_insert(&mut model, s, s + need - 1, step)?;

@@ -428,7 +428,7 @@ static const struct ioctl_doc ioctl_docs[] = {
 	  { ENOENT, ENODEV } },
 	{ "IOASID_MAP", IOASID_MAP, sizeof(struct ioasid_map), 40,
 	  IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA,
-	  { ENOENT, EEXIST, ERANGE, ENOSPC, ENOMEM } },
+	  { ENOENT, EEXIST, ERANGE, ENOSPC, ENOMEM, EINTR } },
 	{ "IOASID_UNMAP", IOASID_UNMAP, sizeof(struct ioasid_unmap), 40, IOASID_UNMAP_ALL,
 	  { ENOENT } },
 	{ "IOASID_IOVA_RANGES", IOASID_IOVA_RANGES, sizeof(struct ioasid_iova_ranges), 32, 0,

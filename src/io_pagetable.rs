@@ -227,8 +227,8 @@ fn placement_align(length: u64) -> u64 {
 }
 
 /// The kernel-chosen IOVA of `length` bytes congruent with `offset` modulo `align` (a power of
-/// two, at least `PAGE_SIZE`; `offset` page aligned): in the lowest free run of `length + align
-/// - PAGE_SIZE` bytes of `areas` (any such run holds a suitable IOVA, as mm's
+/// two, at least `PAGE_SIZE`; `offset` page aligned): in the lowest free run of
+/// `length + align - PAGE_SIZE` bytes of `areas` (any such run holds a suitable IOVA, as mm's
 /// `vm_unmapped_area` reasons) inside `aperture`, above IOVA 0, and outside the `reserved`
 /// regions (sorted by start), at the lowest suitable IOVA of that run.
 ///

@@ -195,12 +195,12 @@ fn lowest_gap<V>(n: &Node<V>, from: u64, need: u64) -> Option<u64> {
         if let Some(s) = lowest_gap(l, from, need) {
             return Some(s);
         }
-        if l.max >= from && n.start - l.max - 1 >= need {
+        if l.max >= from && n.start - l.max > need {
             return Some(l.max + 1);
         }
     }
     if let Some(r) = &n.right {
-        if n.last >= from && r.min - n.last - 1 >= need {
+        if n.last >= from && r.min - n.last > need {
             return Some(n.last + 1);
         }
         return lowest_gap(r, from, need);

@@ -113,10 +113,11 @@ FIXTURE_TEARDOWN(scale)
 }
 
 /*
- * Measured under TCG on 2 shared cores: about 35 s for the whole test (see the
- * TH_LOG lines); the timeout is several times that.
+ * Measured under TCG on 2 cores shared with a kernel build: 250 s for the
+ * whole test (see the TH_LOG lines); the timeout is 4 times that less what
+ * the VM's own timeout leaves.
  */
-TEST_F_TIMEOUT(scale, many_areas_unmapped_in_random_order, 300)
+TEST_F_TIMEOUT(scale, many_areas_unmapped_in_random_order, 800)
 {
 	/* The kernel-chosen space, in pages: at most 2 pages per kernel-chosen area. */
 	const __u64 auto_pages = 2 * N_AREAS / 2 + 2;
@@ -186,9 +187,20 @@ TEST_F_TIMEOUT(scale, many_areas_unmapped_in_random_order, 300)
 	ASSERT_EQ(0, unmap(self->fd, self->ioasid, iova, PG, &bytes));
 	ASSERT_EQ(PG, bytes);
 
-	/* A range that cuts an area (its last page and the next page) changes nothing. */
-	ASSERT_EQ(-EINVAL, unmap(self->fd, self->ioasid, a[0].iova + a[0].len - PG, 2 * PG, NULL));
+	TH_LOG("%d areas created in %.1f s; one kernel-chosen MAP: %.0f us at 10^3 areas, "
+	       "%.0f us at 10^5 areas", N_AREAS, t_create, t_1k * 1e6, t_100k * 1e6);
+
+	/* Ranges that cut a two-page area, at either end, change nothing. */
+	for (int i = 0; i < N_AREAS; i++) {
+		if (a[i].len != 2 * PG)
+			continue;
+		ASSERT_EQ(-EINVAL, unmap(self->fd, self->ioasid, a[i].iova + PG, PG, NULL));
+		ASSERT_EQ(-EINVAL, unmap(self->fd, self->ioasid, a[i].iova - PG, 2 * PG, NULL));
+		ASSERT_EQ(-EINVAL, unmap(self->fd, self->ioasid, a[i].iova, PG, NULL));
+		break;
+	}
 	ASSERT_EQ(N_AREAS, areas_of(self->fd));
+	ASSERT_EQ(pinned0 + pinned, pinned_pages());
 
 	/* Unmap everything in random order. */
 	for (int i = 0; i < N_AREAS; i++)
@@ -231,10 +243,7 @@ TEST_F_TIMEOUT(scale, many_areas_unmapped_in_random_order, 300)
 	ASSERT_EQ(0, st_iopte(&io));
 	ASSERT_EQ(io0.n[0], io.n[0]);
 	ASSERT_EQ(-ENOENT, unmap(self->fd, self->ioasid, PG, FIXED_BASE * 2, NULL));
-	TH_LOG("%d areas: created in %.1f s, unmapped in random order in %.1f s", N_AREAS,
-	       t_create, t_unmap);
-	TH_LOG("one kernel-chosen MAP: %.0f us at 10^3 areas, %.0f us at 10^5 areas",
-	       t_1k * 1e6, t_100k * 1e6);
+	TH_LOG("%d areas unmapped in random order in %.1f s", N_AREAS, t_unmap);
 	free(a);
 	free(used);
 	free(order);

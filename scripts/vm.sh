@@ -82,7 +82,7 @@ TESTS=$(sed -n 's/.*ioasid_vm.tests=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 # The defect finders (long: a fuzzer, a storm, a fault-injection sweep, the
 # adversarial review's attacks) run in one VM per IOMMU driver
 # (ioasid_vm.heavy=1: intel-pt, virtio, smmuv3), or when named in TESTS.
-HEAVY_TESTS="fuzz_test storm_test fail_nth_test attack_test"
+HEAVY_TESTS="fuzz_test storm_test fail_nth_test attack_test scale_test"
 HEAVY=$(sed -n 's/.*ioasid_vm.heavy=\([0-9]\).*/\1/p' /proc/cmdline)
 # Per-VM exceptions (comma-separated): ioasid_vm.skip= and ioasid_vm.extra=.
 SKIP_TESTS=$(sed -n 's/.*ioasid_vm.skip=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')

@@ -414,6 +414,7 @@ impl MiscDevice for Context {
         seq_print!(m, "ioasid-context:\t{}\n", ctx.serial());
         seq_print!(m, "ioasid-ids:\t{}\n", ctx.ioasids.ids_in_use());
         seq_print!(m, "ioasid-devices:\t{}\n", ctx.devices.len());
+        seq_print!(m, "ioasid-areas:\t{}\n", ctx.ioasids.areas());
     }
 }
 

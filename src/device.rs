@@ -44,6 +44,10 @@
 //!    are called;
 //! 5. a driver device's `holder` mutex ([`crate::driver::DriverDevice`]);
 //! 6. the XArray locks of the ID tables ([`crate::id_table`]).
+//!
+//! `IOASID_MAP` pins user memory (which takes the mm's `mmap_lock` and may wait for page faults
+//! that user space resolves, for as long as it likes) with none of these held: the IOASID's state
+//! mutex is taken before and after, never across ([`crate::ioasid::Ioasid::map`]).
 
 use kernel::{
     new_mutex,

@@ -74,3 +74,8 @@ unsigned long ioasid_rlimit(unsigned int limit)
 {
 	return rlimit(limit);
 }
+
+bool ioasid_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}

@@ -46,5 +46,6 @@ atomic_long_t *ioasid_user_locked_vm(struct user_struct *user);
 atomic64_t *ioasid_mm_pinned_vm(struct mm_struct *mm);
 /* rlimit(): the current task's soft limit. */
 unsigned long ioasid_rlimit(unsigned int limit);
+bool ioasid_fatal_signal_pending(void);
 
 #endif

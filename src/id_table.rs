@@ -197,6 +197,25 @@ impl<T: Send + Sync + 'static> IdTable<T> {
         }
     }
 
+    /// The object with the lowest ID at or above `id`, with its ID, if there is one: for
+    /// walking the table without holding its lock.
+    pub(crate) fn next_from(&self, id: u32) -> Option<(u32, Arc<T>)> {
+        let mut index = id as usize;
+        let _lock = XaLock::new(self);
+        // SAFETY: `xa` is initialised; `xa_find` may be called with the lock held.
+        let ptr = unsafe {
+            bindings::xa_find(self.xa.get(), &mut index, usize::MAX, bindings::XA_PRESENT)
+        };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: every entry comes from `Arc::into_foreign` (type invariant), and it cannot be
+        // removed, so its reference dropped, while the lock is held.
+        let borrowed = unsafe { <Arc<T> as ForeignOwnable>::borrow(ptr) };
+        // Every ID was allocated within `1..=max`, a `u32` range.
+        Some((u32::try_from(index).ok()?, borrowed.into()))
+    }
+
     /// The lowest ID in use, if any.
     fn first_id(&self) -> Option<u32> {
         let mut index: usize = 0;

@@ -3,10 +3,20 @@
 //! The I/O page table of an IOASID: what user space mapped, at which IOVAs, and in which domains.
 //!
 //! An [`IoPageTable`] keeps the *areas* user space mapped (IOVA range, protection, pinned pages)
-//! in an `RBTree` keyed by IOVA, and mirrors every area into every [`Domain`] of its IOASID. It
-//! also knows which IOVAs are usable: inside every domain's aperture, and outside every reserved
-//! region of the devices attached. With no device attached every IOVA is usable: the constraints
-//! are checked again when a device attaches.
+//! in an [`IovaTree`], and mirrors every area into every [`Domain`] of its IOASID. It also knows
+//! which IOVAs are usable: inside every domain's aperture, and outside every reserved region of
+//! the devices attached. With no device attached every IOVA is usable: the constraints are
+//! checked again when a device attaches.
+//!
+//! With n areas and k reserved regions, an overlap check is O(log n), a kernel-chosen placement
+//! O((k + 1) log n) ([`find_iova`]), and an unmap O((m + 1) log n) for the m areas it removes;
+//! every loop whose length user space decides yields the CPU.
+//!
+//! A map is made in three steps, so that pinning, which may take long (slow memory, faults that
+//! user space resolves), runs with no lock held: the request is checked and placed under the
+//! IOASID's lock ([`IoPageTable::place`]), its memory is pinned with no lock
+//! ([`PinnedArea::pin`]), then, under the lock again, placed again and mapped
+//! ([`IoPageTable::insert`]).
 //!
 //! Physically contiguous runs of pinned pages are split into segments of one page size each, the
 //! way the IOMMU core's `iommu_pgsize()` does (the largest size the domain supports that the
@@ -20,10 +30,6 @@ use core::fmt;
 use kernel::{
     page::PAGE_SIZE,
     prelude::*,
-    rbtree::{
-        RBTree,
-        RBTreeNodeReservation, //
-    },
     sync::{
         atomic::{
             Atomic,
@@ -41,6 +47,10 @@ use crate::{
     iommu::{
         cond_resched,
         Domain, //
+    },
+    iova_tree::{
+        IovaNode,
+        IovaTree, //
     },
     pages::PinnedPages, //
 };
@@ -159,14 +169,11 @@ fn segment(iova: u64, paddr: u64, size: u64, bitmap: u64) -> Option<(u64, u64)> 
 ///
 /// # Invariants
 ///
-/// `pages` stay pinned for as long as any part of the area is mapped in any domain: an area is
-/// dropped only after it was unmapped from every domain it was mapped into, and one whose unmap
-/// came up short is never dropped ([`IoPageTable::drop_area`]). `length` is
-/// `pages.len() * PAGE_SIZE`, nonzero, and `start + length` does not wrap for the start it is
-/// mapped at.
+/// `pages` (nonempty) stay pinned for as long as any part of the area is mapped in any domain:
+/// an area is dropped only after it was unmapped from every domain it was mapped into, and one
+/// whose unmap came up short is never dropped ([`IoPageTable::drop_area`]). In the table, the
+/// area at `start` covers `[start, start + length() - 1]`, which does not wrap.
 struct Area {
-    /// Length in bytes, a multiple of `PAGE_SIZE`.
-    length: u64,
     /// `PROT_READ` and/or `PROT_WRITE`, and `PROT_CACHE`.
     prot: i32,
     /// Unique per mapping: tells it from a later mapping at the same IOVA.
@@ -174,7 +181,16 @@ struct Area {
     pages: PinnedPages,
 }
 
-/// A mapping made by [`IoPageTable::map`]: its IOVA, and what tells it from any later one.
+impl Area {
+    /// The length in bytes: a nonzero multiple of `PAGE_SIZE`.
+    fn length(&self) -> u64 {
+        // At most `u64::MAX / PAGE_SIZE` pages: they were pinned at a user address range that
+        // does not wrap.
+        self.pages.len() as u64 * PAGE_SIZE as u64
+    }
+}
+
+/// A mapping made by [`IoPageTable::insert`]: its IOVA, and what tells it from any later one.
 #[derive(Clone, Copy)]
 pub(crate) struct Mapped {
     pub(crate) iova: u64,
@@ -200,6 +216,137 @@ fn allowed(iova: u64, iova_last: u64, aperture: (u64, u64), reserved: &[(u64, u6
             .any(|&(s, l)| overlaps(iova, iova_last, s, l))
 }
 
+/// The alignment of a kernel-chosen IOVA for a mapping of `length` bytes: the IOVA is kept
+/// congruent with the user address modulo it, so that huge pages can be mapped with huge IOPTEs.
+fn placement_align(length: u64) -> u64 {
+    if length >= (2 << 20) {
+        2 << 20
+    } else {
+        PAGE_SIZE as u64
+    }
+}
+
+/// The kernel-chosen IOVA of `length` bytes congruent with `offset` modulo `align` (a power of
+/// two, at least `PAGE_SIZE`; `offset` page aligned): in the lowest free run of
+/// `length + align - PAGE_SIZE` bytes of `areas` (any such run holds a suitable IOVA, as mm's
+/// `vm_unmapped_area` reasons) inside `aperture`, above IOVA 0, and outside the `reserved`
+/// regions (sorted by start), at the lowest suitable IOVA of that run.
+///
+/// O((k + 1) log n) for k reserved regions and n areas. `None` if there is no such run.
+fn find_iova<V>(
+    areas: &IovaTree<V>,
+    aperture: (u64, u64),
+    reserved: &[(u64, u64)],
+    length: u64,
+    align: u64,
+    offset: u64,
+) -> Option<u64> {
+    let page = PAGE_SIZE as u64;
+    let need = length.checked_add(align - page)?;
+    let (lo, hi) = aperture;
+    // The lowest free run of `need` bytes in `[from, to]`, from a page boundary.
+    let run = |from: u64, to: u64| {
+        let from = from.checked_next_multiple_of(page)?;
+        if from > to {
+            return None;
+        }
+        areas.free_run(from, to, need)
+    };
+    // Never hand out IOVA 0: too easily confused with "no address".
+    let mut from = Some(lo.max(page));
+    let mut found = None;
+    // The usable windows in ascending order: between the reserved regions.
+    for &(s, l) in reserved {
+        let Some(f) = from else { break };
+        if s > hi {
+            break;
+        }
+        if s > f {
+            found = run(f, s - 1);
+            if found.is_some() {
+                break;
+            }
+        }
+        if l >= f {
+            from = l.checked_add(1);
+        }
+    }
+    if found.is_none() {
+        found = from.and_then(|f| run(f, hi));
+    }
+    // `s` and `offset` are page aligned: at most `align - PAGE_SIZE` is skipped, and
+    // `[iova, iova + length - 1]` stays inside the run.
+    found.map(|s| s + (offset.wrapping_sub(s) & (align - 1)))
+}
+
+/// A checked `IOASID_MAP` request.
+///
+/// # Invariants
+///
+/// `length` is a nonzero multiple of `PAGE_SIZE`; `user_va` is page aligned and
+/// `user_va + length - 1` does not wrap; so for a fixed `iova`, which is page aligned.
+pub(crate) struct MapRequest {
+    user_va: u64,
+    length: u64,
+    iova: Option<u64>,
+    prot: i32,
+}
+
+impl MapRequest {
+    /// A request to map `length` bytes of the caller's memory at `user_va` with `prot`, at
+    /// `iova` if given, else at an IOVA the kernel chooses.
+    ///
+    /// Every number comes from user space and is checked here, before any arithmetic: `EINVAL`
+    /// for a zero, unaligned or wrapping range.
+    pub(crate) fn new(user_va: u64, length: u64, iova: Option<u64>, prot: i32) -> Result<Self> {
+        let page = PAGE_SIZE as u64;
+        if length == 0 || length % page != 0 || user_va % page != 0 {
+            return Err(EINVAL);
+        }
+        user_va.checked_add(length - 1).ok_or(EINVAL)?;
+        if let Some(iova) = iova {
+            if iova % page != 0 {
+                return Err(EINVAL);
+            }
+            iova.checked_add(length - 1).ok_or(EINVAL)?;
+        }
+        // INVARIANT: checked above.
+        Ok(MapRequest {
+            user_va,
+            length,
+            iova,
+            prot,
+        })
+    }
+}
+
+/// The memory of a [`MapRequest`], pinned and accounted, in a node ready to be inserted into a
+/// table without allocating. Made with no lock held; dropping it unpins the memory.
+pub(crate) struct PinnedArea(IovaNode<Area>);
+
+impl PinnedArea {
+    /// Pins the memory of `req` (see [`PinnedPages::pin`]): `ENOMEM` past `RLIMIT_MEMLOCK`,
+    /// `EFAULT` for memory that cannot be pinned, `EINTR` if a fatal signal came first.
+    pub(crate) fn pin(req: &MapRequest) -> Result<Self> {
+        let npages = usize::try_from(req.length / PAGE_SIZE as u64).map_err(|_| ENOMEM)?;
+        // GUP says `EOVERFLOW` for a range that ends at the very top of the address space:
+        // memory that cannot be pinned, as any other address no user memory is at.
+        let pages = PinnedPages::pin(
+            req.user_va,
+            npages,
+            req.prot & crate::iommu::PROT_WRITE != 0,
+        )
+        .map_err(|e| if e == EOVERFLOW { EFAULT } else { e })?;
+        // INVARIANT: not mapped anywhere yet; `npages` is nonzero.
+        let area = Area {
+            prot: req.prot,
+            serial: NEXT_SERIAL.fetch_add(1, Relaxed),
+            pages,
+        };
+        Ok(PinnedArea(IovaNode::new(area, GFP_KERNEL_ACCOUNT)?))
+    }
+}
+
 /// An area an IOMMU driver failed to unmap wholly from some domains (virtio-iommu's unmap
 /// allocates a request to its device, and can fail for memory): gone from the IOASID, but a
 /// device attached to one of `domains` may still reach part of it.
@@ -216,9 +363,10 @@ struct Stuck {
 
 /// The mappings of one IOASID and the domains they are mirrored into.
 pub(crate) struct IoPageTable {
-    areas: RBTree<u64, Area>,
+    areas: IovaTree<Area>,
     domains: KVec<Arc<Domain>>,
-    /// Reserved regions of the attached devices: IOVAs that must not be mapped.
+    /// Reserved regions of the attached devices, sorted by start: IOVAs that must not be
+    /// mapped.
     reserved: KVec<(u64, u64)>,
     /// Areas whose pages stay pinned for the domains that may still hold them.
     stuck: KVec<Stuck>,
@@ -228,11 +376,16 @@ impl IoPageTable {
     /// An empty I/O page table with no domain.
     pub(crate) fn new() -> Self {
         IoPageTable {
-            areas: RBTree::new(),
+            areas: IovaTree::new(),
             domains: KVec::new(),
             reserved: KVec::new(),
             stuck: KVec::new(),
         }
+    }
+
+    /// The number of mappings.
+    pub(crate) fn len(&self) -> usize {
+        self.areas.len()
     }
 
     /// The usable aperture: the intersection of every domain's.
@@ -248,139 +401,89 @@ impl IoPageTable {
         allowed(iova, iova_last, self.aperture(), &self.reserved)
     }
 
-    /// Whether `[iova, iova_last]` overlaps an existing area.
-    fn occupied(&self, iova: u64, iova_last: u64) -> bool {
-        // The first area starting at or after `iova`...
-        if let Some(cursor) = self.areas.cursor_lower_bound(&iova) {
-            let (&start, _) = cursor.current();
-            if start <= iova_last {
-                return true;
-            }
-            // ...and the one before it, which may reach into the range.
-            if let Some((&start, area)) = cursor.peek_prev() {
-                return last(start, area.length) >= iova;
-            }
-            return false;
-        }
-        // Every area starts before `iova`: only the last one can reach it.
-        match self.areas.cursor_back() {
-            Some(cursor) => {
-                let (&start, area) = cursor.current();
-                last(start, area.length) >= iova
-            }
-            None => false,
-        }
-    }
-
-    /// Finds a free, usable IOVA range of `length` bytes aligned to `align`.
-    fn find_iova(&self, length: u64, align: u64) -> Option<u64> {
-        let (lo, hi) = self.aperture();
-        // Never hand out IOVA 0: too easily confused with "no address".
-        let mut candidate = lo.max(PAGE_SIZE as u64).checked_next_multiple_of(align)?;
-        loop {
-            let cand_last = candidate.checked_add(length - 1)?;
-            if cand_last > hi {
-                return None;
-            }
-            // Move past whatever blocks the candidate: an area or a reserved region.
-            let areas = self.areas.iter().map(|(&s, a)| (s, last(s, a.length)));
-            let blocker = Iterator::chain(areas, self.reserved.iter().copied())
-                .filter(|&(s, l)| overlaps(candidate, cand_last, s, l))
-                .map(|(_, l)| l)
-                .max();
-            match blocker {
-                None => return Some(candidate),
-                Some(l) => candidate = l.checked_add(1)?.checked_next_multiple_of(align)?,
-            }
-        }
-    }
-
-    /// Maps `length` bytes of the caller's memory at `user_va` with `prot`, at `iova` if given,
-    /// else at an IOVA chosen here.
-    ///
-    /// Every number comes from user space and is checked before any arithmetic. Errors:
-    /// `EINVAL` for a zero, unaligned or wrapping range, `EEXIST` if it overlaps an existing
-    /// mapping, `ERANGE` if it is not usable, `ENOSPC` if no IOVA range is free, `ENOMEM` past
-    /// `RLIMIT_MEMLOCK`, `EFAULT` for memory that cannot be pinned.
-    pub(crate) fn map(
-        &mut self,
-        user_va: u64,
-        length: u64,
-        iova: Option<u64>,
-        prot: i32,
-    ) -> Result<Mapped> {
-        let page = PAGE_SIZE as u64;
-        if length == 0 || length % page != 0 || user_va % page != 0 {
-            return Err(EINVAL);
-        }
-        user_va.checked_add(length - 1).ok_or(EINVAL)?;
-        let iova = match iova {
+    /// The IOVA at which `req` would be mapped now: its fixed IOVA, or one chosen by
+    /// [`find_iova`]. Errors: `EEXIST` if a fixed range overlaps an existing mapping, `ERANGE`
+    /// if it is not usable, `ENOSPC` if no IOVA range is free. O((k + 1) log n).
+    pub(crate) fn place(&self, req: &MapRequest) -> Result<u64> {
+        match req.iova {
             Some(iova) => {
-                if iova % page != 0 {
-                    return Err(EINVAL);
-                }
-                let iova_last = iova.checked_add(length - 1).ok_or(EINVAL)?;
-                if self.occupied(iova, iova_last) {
+                // No wrap (type invariant of `MapRequest`).
+                let iova_last = last(iova, req.length);
+                if self.areas.overlaps(iova, iova_last) {
                     return Err(EEXIST);
                 }
                 if !self.usable(iova, iova_last) {
                     return Err(ERANGE);
                 }
-                iova
+                Ok(iova)
             }
             None => {
-                // Keep the IOVA congruent with the user address up to 2 MiB, so that huge pages
-                // can be mapped with huge IOPTEs.
-                let align = if length >= (2 << 20) { 2 << 20 } else { page };
-                let offset = user_va % align;
-                let span = length.checked_add(offset).ok_or(ENOSPC)?;
-                let base = self.find_iova(span, align).ok_or(ENOSPC)?;
-                base.checked_add(offset).ok_or(ENOSPC)?
+                let align = placement_align(req.length);
+                find_iova(
+                    &self.areas,
+                    self.aperture(),
+                    &self.reserved,
+                    req.length,
+                    align,
+                    req.user_va % align,
+                )
+                .ok_or(ENOSPC)
             }
-        };
+        }
+    }
 
-        // Allocated first, so that inserting the area cannot fail once it is mapped.
-        let node = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
-        let npages = usize::try_from(length / page).map_err(|_| ENOMEM)?;
-        // GUP says `EOVERFLOW` for a range that ends at the very top of the address space:
-        // memory that cannot be pinned, as any other address no user memory is at.
-        let pages = PinnedPages::pin(user_va, npages, prot & crate::iommu::PROT_WRITE != 0)
-            .map_err(|e| if e == EOVERFLOW { EFAULT } else { e })?;
-        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
-        // INVARIANT: not mapped anywhere yet; `iova + length` was checked above not to wrap.
-        let area = Area {
-            length,
-            prot,
-            serial,
-            pages,
-        };
-        for i in 0..self.domains.len() {
-            if let Err((e, clean)) = map_area(&self.domains[i], iova, &area) {
+    /// Maps `pinned`, the memory of `req`, at the IOVA [`IoPageTable::place`] finds now (it is
+    /// checked again here: another thread may have mapped there since), into every domain.
+    /// On failure the memory is unpinned (or kept pinned if an IOMMU driver failed to unmap
+    /// it), and the table is as it was. Errors: those of `place`, and of the IOMMU drivers.
+    pub(crate) fn insert(&mut self, req: &MapRequest, pinned: PinnedArea) -> Result<Mapped> {
+        let iova = self.place(req)?;
+        let iova_last = last(iova, req.length);
+        let node = pinned.0;
+        let area = node.value();
+        let serial = area.serial;
+        let mut failed = None;
+        for (i, domain) in self.domains.iter().enumerate() {
+            if let Err((e, clean)) = map_area(domain, iova, area) {
                 let mut short = Short::default();
                 if !clean {
-                    short.add(&self.domains[i]);
+                    short.add(domain);
                 }
                 for d in &self.domains[..i] {
-                    if !unmap_area(d, iova, &area, length) {
+                    if !unmap_area(d, iova, area, area.length()) {
                         short.add(d);
                     }
                 }
-                self.release(area, short);
-                return Err(e);
+                failed = Some((e, short));
+                break;
             }
         }
-        self.areas.insert(node.into_node(iova, area));
-        Ok(Mapped { iova, serial })
+        if let Some((e, short)) = failed {
+            self.release(node.into_value(), short);
+            return Err(e);
+        }
+        match self.areas.insert(node, iova, iova_last) {
+            Ok(()) => Ok(Mapped { iova, serial }),
+            // Not reached: placed above, under the same lock. Undone all the same.
+            Err((e, node)) => {
+                self.drop_area(iova, node.into_value());
+                Err(e)
+            }
+        }
     }
 
-    /// Unmaps the mapping `m` made by [`IoPageTable::map`], if it is still there: never a
+    /// Unmaps the mapping `m` made by [`IoPageTable::insert`], if it is still there: never a
     /// later one at the same IOVA. Returns whether it did.
     pub(crate) fn unmap_exact(&mut self, m: Mapped) -> bool {
-        if self.areas.get(&m.iova).is_none_or(|a| a.serial != m.serial) {
+        if self
+            .areas
+            .get(m.iova)
+            .is_none_or(|(_, a)| a.serial != m.serial)
+        {
             return false;
         }
-        match self.areas.remove(&m.iova) {
-            Some(area) => {
+        match self.areas.remove(m.iova) {
+            Some((_, area)) => {
                 self.drop_area(m.iova, area);
                 true
             }
@@ -389,6 +492,7 @@ impl IoPageTable {
     }
 
     /// Unmaps every area inside `[iova, iova + length)` and returns the bytes unmapped.
+    /// O((m + 1) log n) for m areas unmapped.
     ///
     /// Errors: `EINVAL` for a zero, unaligned or wrapping range, or one that cuts an area;
     /// `ENOENT` if the range holds no area.
@@ -398,48 +502,47 @@ impl IoPageTable {
             return Err(EINVAL);
         }
         let iova_last = iova.checked_add(length - 1).ok_or(EINVAL)?;
-        // Every area that meets the range must lie inside it (checked before anything changes).
-        let mut found = false;
-        for (&start, area) in self.areas.iter() {
-            let area_last = last(start, area.length);
-            if !overlaps(start, area_last, iova, iova_last) {
-                continue;
-            }
-            if start < iova || area_last > iova_last {
-                return Err(EINVAL);
-            }
-            found = true;
-        }
-        if !found {
-            return Err(ENOENT);
+        // The lowest area that meets the range...
+        let first = |areas: &IovaTree<Area>| {
+            areas
+                .first_from(iova)
+                .filter(|&(s, _, _)| s <= iova_last)
+                .map(|(s, _, _)| s)
+        };
+        let start = first(&self.areas).ok_or(ENOENT)?;
+        // ...and the one holding its last IOVA are the only ones that can stick out of it
+        // (checked before anything changes).
+        if start < iova
+            || self
+                .areas
+                .first_from(iova_last)
+                .is_some_and(|(s, l, _)| s <= iova_last && l > iova_last)
+        {
+            return Err(EINVAL);
         }
         // Then each area inside it goes, lowest first; nothing here allocates (unless an IOMMU
         // driver fails to unmap, see `release`).
         let mut unmapped: u64 = 0;
-        while let Some(start) = self
-            .areas
-            .cursor_lower_bound(&iova)
-            .map(|c| *c.current().0)
-            .filter(|&s| s <= iova_last)
-        {
-            let Some(area) = self.areas.remove(&start) else {
+        while let Some(start) = first(&self.areas) {
+            let Some((_, area)) = self.areas.remove(start) else {
                 break;
             };
             // Areas are disjoint within a 64-bit space: the sum cannot wrap.
-            unmapped = unmapped.saturating_add(area.length);
+            unmapped = unmapped.saturating_add(area.length());
             self.drop_area(start, area);
             cond_resched();
         }
         Ok(unmapped)
     }
 
-    /// Unmaps everything; returns the bytes unmapped.
+    /// Unmaps everything; returns the bytes unmapped. O(n log n), allocation-free.
     pub(crate) fn unmap_all(&mut self) -> u64 {
         let mut unmapped: u64 = 0;
-        while let Some(cursor) = self.areas.cursor_front_mut() {
-            let (_, node) = cursor.remove_current();
-            let (start, area) = node.to_key_value();
-            unmapped = unmapped.saturating_add(area.length);
+        while let Some((start, _, _)) = self.areas.first() {
+            let Some((_, area)) = self.areas.remove(start) else {
+                break;
+            };
+            unmapped = unmapped.saturating_add(area.length());
             self.drop_area(start, area);
             cond_resched();
         }
@@ -452,7 +555,7 @@ impl IoPageTable {
     fn drop_area(&mut self, start: u64, area: Area) {
         let mut short = Short::default();
         for d in &self.domains {
-            if !unmap_area(d, start, &area, area.length) {
+            if !unmap_area(d, start, &area, area.length()) {
                 short.add(d);
             }
         }
@@ -485,11 +588,15 @@ impl IoPageTable {
     }
 
     /// Whether the IOVAs of every area are usable with `domain` and the `reserved` regions.
+    /// O((k + 1) log n).
     pub(crate) fn fits(&self, domain: Option<&Domain>, reserved: &[(u64, u64)]) -> bool {
+        let Some((lo, hi)) = self.areas.bounds() else {
+            return true;
+        };
         let aperture = domain.map_or((0, u64::MAX), |d| d.aperture());
-        self.areas
-            .iter()
-            .all(|(&s, a)| allowed(s, last(s, a.length), aperture, reserved))
+        lo >= aperture.0
+            && hi <= aperture.1
+            && !reserved.iter().any(|&(s, l)| self.areas.overlaps(s, l))
     }
 
     /// Whether `domain` is one of this table's domains.
@@ -505,7 +612,7 @@ impl IoPageTable {
     /// Adds `domain`, mapping every existing area into it.
     pub(crate) fn add_domain(&mut self, domain: Arc<Domain>) -> Result {
         let mut result = Ok(());
-        for (&start, area) in self.areas.iter() {
+        for (start, _, area) in self.areas.iter() {
             if let Err((e, _)) = map_area(&domain, start, area) {
                 // What is left in `domain` goes with it: no group is attached to it yet.
                 result = Err(e);
@@ -540,11 +647,11 @@ impl IoPageTable {
     /// Unmaps from `domain` every area that is mapped in it (all of them; or, after a failed
     /// replay, those before the failure: `iommu_unmap` of what is not mapped does nothing).
     fn unmap_domain(&self, domain: &Domain) {
-        for (&start, area) in self.areas.iter() {
+        for (start, _, area) in self.areas.iter() {
             if domain.iova_to_phys(start) == 0 {
                 continue;
             }
-            if !unmap_area(domain, start, area, area.length) {
+            if !unmap_area(domain, start, area, area.length()) {
                 // The area stays in the table, pinned, for the other domains; this one is
                 // being dropped by its last user and cannot reach it once detached.
                 warn_unmap_short();
@@ -554,7 +661,8 @@ impl IoPageTable {
     }
 
     /// Replaces the reserved regions (those of every device attached).
-    pub(crate) fn set_reserved(&mut self, reserved: KVec<(u64, u64)>) {
+    pub(crate) fn set_reserved(&mut self, mut reserved: KVec<(u64, u64)>) {
+        reserved.sort_unstable();
         self.reserved = reserved;
     }
 
@@ -644,7 +752,7 @@ fn map_area(domain: &Domain, iova: u64, area: &Area) -> core::result::Result<(),
         iova,
         area,
         domain.pgsize_bitmap(),
-        area.length,
+        area.length(),
         |va, pa, pg, count| {
             let len = usize::try_from(pg * count)?;
             // SAFETY: `pa..pa + len` is part of `area`'s pinned pages, which stay pinned while
@@ -725,6 +833,20 @@ mod tests {
 
     const PAGE: u64 = PAGE_SIZE as u64;
 
+    /// A map as `IOASID_MAP` makes it: checked, placed, pinned, then inserted.
+    fn map(
+        t: &mut IoPageTable,
+        user_va: u64,
+        length: u64,
+        iova: Option<u64>,
+        prot: i32,
+    ) -> Result<Mapped> {
+        let req = MapRequest::new(user_va, length, iova, prot)?;
+        t.place(&req)?;
+        let pinned = PinnedArea::pin(&req)?;
+        t.insert(&req, pinned)
+    }
+
     /// Every number of a MAP is checked before any arithmetic: these used to overflow (a kernel
     /// BUG with `CONFIG_RUST_OVERFLOW_CHECKS`, the IOASID's mutex held). None of them may get
     /// as far as pinning (this KUnit thread has no user memory: that would be `EFAULT`).
@@ -732,41 +854,180 @@ mod tests {
     fn map_rejects_every_wrapping_request_before_pinning() -> Result {
         let mut t = IoPageTable::new();
         let max = u64::MAX;
-        // Kernel-chosen IOVA: `length + user_va % align` wraps.
+        // Kernel-chosen IOVA: `length + align - PAGE_SIZE` wraps.
         assert_eq!(
-            t.map(PAGE, max - PAGE + 1, None, PROT_READ).err(),
+            map(&mut t, PAGE, max - PAGE + 1, None, PROT_READ).err(),
             Some(ENOSPC)
         );
         assert_eq!(
-            t.map(2 * PAGE, max - 2 * PAGE + 1, None, PROT_READ).err(),
+            map(&mut t, 2 * PAGE, max - 2 * PAGE + 1, None, PROT_READ).err(),
             Some(ENOSPC)
         );
-        // The padding alone pushes a large map past the end of the IOVA space.
+        // The alignment alone pushes a large map past the end of the IOVA space: it must
+        // start at 2 MiB at the lowest.
         assert_eq!(
-            t.map(0x1f_f000, max - 0x20_0000 + 1, None, PROT_READ).err(),
+            map(&mut t, 0, max - 0x20_0000 + PAGE + 1, None, PROT_READ).err(),
             Some(ENOSPC)
         );
         // `user_va + length` wraps.
         assert_eq!(
-            t.map(max - PAGE + 1, 2 * PAGE, None, PROT_READ).err(),
+            map(&mut t, max - PAGE + 1, 2 * PAGE, None, PROT_READ).err(),
             Some(EINVAL)
         );
         // Fixed IOVA: `iova + length` wraps.
         assert_eq!(
-            t.map(0, 2 * PAGE, Some(max - PAGE + 1), PROT_READ).err(),
+            map(&mut t, 0, 2 * PAGE, Some(max - PAGE + 1), PROT_READ).err(),
             Some(EINVAL)
         );
         assert_eq!(
-            t.map(0, max - PAGE + 1, Some(2 * PAGE), PROT_READ).err(),
+            map(&mut t, 0, max - PAGE + 1, Some(2 * PAGE), PROT_READ).err(),
             Some(EINVAL)
         );
         // Zero, unaligned.
-        assert_eq!(t.map(0, 0, None, PROT_READ).err(), Some(EINVAL));
-        assert_eq!(t.map(0, max, None, PROT_READ).err(), Some(EINVAL));
-        assert_eq!(t.map(1, PAGE, None, PROT_READ).err(), Some(EINVAL));
+        assert_eq!(map(&mut t, 0, 0, None, PROT_READ).err(), Some(EINVAL));
+        assert_eq!(map(&mut t, 0, max, None, PROT_READ).err(), Some(EINVAL));
+        assert_eq!(map(&mut t, 1, PAGE, None, PROT_READ).err(), Some(EINVAL));
         // A sane request gets as far as pinning, which fails here for want of user memory.
-        assert_eq!(t.map(PAGE, PAGE, None, PROT_READ).err(), Some(EFAULT));
-        assert_eq!(t.areas.iter().count(), 0);
+        assert_eq!(map(&mut t, PAGE, PAGE, None, PROT_READ).err(), Some(EFAULT));
+        assert_eq!(t.areas.len(), 0);
+        Ok(())
+    }
+
+    /// A small xorshift generator: deterministic, so that a failure can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// The reference of [`find_iova`]: the same rule, by a linear walk over every IOVA of
+    /// interest, of sorted areas in a vector.
+    fn ref_find_iova(
+        areas: &[(u64, u64)],
+        aperture: (u64, u64),
+        reserved: &[(u64, u64)],
+        length: u64,
+        align: u64,
+        offset: u64,
+    ) -> Option<u64> {
+        let need = length.checked_add(align - PAGE)?;
+        let free = |s: u64, l: u64| {
+            s >= aperture.0.max(PAGE)
+                && l <= aperture.1
+                && !Iterator::chain(areas.iter(), reserved.iter())
+                    .any(|&(a, b)| overlaps(s, l, a, b))
+        };
+        // Candidate run starts: the aperture, and just after every area and reserved region.
+        let mut starts = KVec::new();
+        starts.push(aperture.0.max(PAGE), GFP_KERNEL).ok()?;
+        for &(_, l) in Iterator::chain(areas.iter(), reserved.iter()) {
+            if let Some(s) = l.checked_add(1) {
+                starts.push(s, GFP_KERNEL).ok()?;
+            }
+        }
+        starts.sort_unstable();
+        let s = starts
+            .iter()
+            .map(|&s| s.checked_next_multiple_of(PAGE))
+            .find(|s| {
+                s.and_then(|s| Some((s, s.checked_add(need - 1)?)))
+                    .is_some_and(|(s, l)| free(s, l))
+            })??;
+        let iova = s + (offset.wrapping_sub(s) & (align - 1));
+        assert_eq!(iova % align, offset % align);
+        Some(iova)
+    }
+
+    /// Kernel-chosen placement against the reference, with random areas (fixed and placed),
+    /// apertures, reserved regions and sizes, some of which need 2 MiB alignment; every area
+    /// placed lies inside the aperture, outside reserved regions, clear of the others, congruent
+    /// with its offset; then random removals.
+    #[test]
+    fn placement_against_reference() -> Result {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..40u64 {
+            // 64 MiB of IOVA space somewhere, the top of the 64-bit space included.
+            let base = match round % 3 {
+                0 => 0,
+                1 => 0x1_0000_0000,
+                _ => u64::MAX - 0x400_0000 + 1,
+            };
+            let aperture = (
+                base + rng.below(64) * PAGE,
+                base + (0x400_0000 - 1) - rng.below(64) * PAGE,
+            );
+            let mut reserved = KVec::new();
+            for _ in 0..rng.below(4) {
+                let s = base + rng.below(0x4000) * PAGE;
+                let l = s.saturating_add((1 + rng.below(600)) * PAGE - 1);
+                reserved.push((s, l), GFP_KERNEL)?;
+            }
+            reserved.sort_unstable();
+            let mut tree = IovaTree::new();
+            let mut model: KVec<(u64, u64)> = KVec::new();
+            for step in 0..300u64 {
+                let pages = match rng.below(8) {
+                    0 => 512 + rng.below(1024),
+                    1 => 1 + rng.below(64),
+                    _ => 1 + rng.below(4),
+                };
+                let length = pages * PAGE;
+                let align = placement_align(length);
+                let offset = rng.below(512) * PAGE % align;
+                if rng.below(4) == 0 {
+                    // A fixed area, where it is free.
+                    let s = base + rng.below(0x4000) * PAGE;
+                    let Some(l) = s.checked_add(length - 1) else {
+                        continue;
+                    };
+                    if tree.overlaps(s, l) {
+                        continue;
+                    }
+                    if tree.insert(IovaNode::new(step, GFP_KERNEL)?, s, l).is_err() {
+                        return Err(EINVAL);
+                    }
+                    let i = model
+                        .iter()
+                        .position(|&(ms, _)| ms > s)
+                        .unwrap_or(model.len());
+                    model.reserve(1, GFP_KERNEL)?;
+                    model
+                        .insert_within_capacity(i, (s, l))
+                        .map_err(|_| ENOMEM)?;
+                } else {
+                    let got = find_iova(&tree, aperture, &reserved, length, align, offset);
+                    let expect = ref_find_iova(&model, aperture, &reserved, length, align, offset);
+                    assert_eq!(got, expect);
+                    let Some(s) = got else { continue };
+                    let l = s + (length - 1);
+                    assert!(allowed(s, l, aperture, &reserved));
+                    assert!(s != 0 && s % align == offset % align);
+                    if tree.insert(IovaNode::new(step, GFP_KERNEL)?, s, l).is_err() {
+                        return Err(EINVAL);
+                    }
+                    let i = model
+                        .iter()
+                        .position(|&(ms, _)| ms > s)
+                        .unwrap_or(model.len());
+                    model.reserve(1, GFP_KERNEL)?;
+                    model
+                        .insert_within_capacity(i, (s, l))
+                        .map_err(|_| ENOMEM)?;
+                }
+                if rng.below(3) == 0 && !model.is_empty() {
+                    let i = rng.below(model.len() as u64) as usize;
+                    let (s, l) = model.remove(i)?;
+                    assert_eq!(tree.remove(s).map(|(l, _)| l), Some(l));
+                }
+                assert!(tree.check());
+                assert_eq!(tree.len(), model.len());
+            }
+        }
         Ok(())
     }
 

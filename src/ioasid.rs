@@ -55,7 +55,9 @@ use crate::{
     id_table::IdTable,
     io_pagetable::{
         IoPageTable,
-        Mapped, //
+        MapRequest,
+        Mapped,
+        PinnedArea, //
     },
     iommu::{
         sw_msi_base,
@@ -169,7 +171,18 @@ impl Ioasid {
         Ok(state)
     }
 
-    /// Maps user memory; see [`IoPageTable::map`].
+    /// Maps `length` bytes of the caller's memory at `user_va` with `prot`, at `iova` if given,
+    /// else at an IOVA chosen here (see [`crate::io_pagetable`]).
+    ///
+    /// The memory is pinned with no lock held, so that a map of slow memory does not stall the
+    /// other threads' ioctls on this IOASID, and maps into it pin in parallel; the IOASID's lock
+    /// is taken before, to refuse at once what cannot be placed, and after, to place and map.
+    /// Either the memory is mapped, or nothing is left pinned or charged.
+    ///
+    /// Errors: `EINVAL` for a zero, unaligned or wrapping range, `EEXIST` if it overlaps an
+    /// existing mapping, `ERANGE` if it is not usable, `ENOSPC` if no IOVA range is free,
+    /// `ENOMEM` past `RLIMIT_MEMLOCK`, `EFAULT` for memory that cannot be pinned, `EINTR` if a
+    /// fatal signal interrupted the pinning, `ENOENT` if the IOASID was freed.
     pub(crate) fn map(
         &self,
         user_va: u64,
@@ -178,9 +191,13 @@ impl Ioasid {
         prot: i32,
     ) -> Result<Mapped> {
         // Every mapping is cacheable: a coherent IOASID's domains also force snooping.
-        self.live()?
-            .iopt
-            .map(user_va, length, iova, prot | PROT_CACHE)
+        let req = MapRequest::new(user_va, length, iova, prot | PROT_CACHE)?;
+        self.live()?.iopt.place(&req)?;
+        let pinned = PinnedArea::pin(&req)?;
+        // Placed again under the lock: another thread may have mapped there meanwhile, a
+        // device with reserved regions been attached, or the IOASID freed (then `pinned` is
+        // dropped, unpinned, here).
+        self.live()?.iopt.insert(&req, pinned)
     }
 
     /// `enum ioasid_coherency_flags` of this IOASID.
@@ -427,6 +444,21 @@ impl IoasidTable {
     /// The number of IDs in use, parked ones included.
     pub(crate) fn ids_in_use(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The number of mappings in all IOASIDs. Each IOASID's lock is taken in turn, none held
+    /// while the table is walked.
+    pub(crate) fn areas(&self) -> usize {
+        let mut total: usize = 0;
+        let mut id = 1;
+        while let Some((found, ioasid)) = self.ids.next_from(id) {
+            total = total.saturating_add(ioasid.state.lock().iopt.len());
+            let Some(next) = found.checked_add(1) else {
+                break;
+            };
+            id = next;
+        }
+        total
     }
 }
 

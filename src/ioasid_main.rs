@@ -32,6 +32,7 @@ mod id_table;
 mod io_pagetable;
 mod ioasid;
 mod iommu;
+mod iova_tree;
 mod kvm;
 mod kvm_types;
 mod pages;

@@ -62,6 +62,14 @@ extern "C" {
     fn ioasid_mm_pinned_vm(mm: *mut c_void) -> *mut bindings::atomic64_t;
     /// `rlimit(limit)`, from `src/helpers.c`: the current task's soft limit.
     fn ioasid_rlimit(limit: c_uint) -> c_ulong;
+    /// `fatal_signal_pending(current)`, from `src/helpers.c`.
+    fn ioasid_fatal_signal_pending() -> bool;
+}
+
+/// Whether the current task was sent a fatal signal (it is being killed).
+fn fatal_signal_pending() -> bool {
+    // SAFETY: reads the current task's pending signals, which is always allowed.
+    unsafe { ioasid_fatal_signal_pending() }
 }
 
 /// Pages pinned per `pin_user_pages_fast` call.
@@ -212,9 +220,12 @@ impl PinnedPages {
     /// Pins `npages` pages of the calling process at user address `uaddr` (page aligned), for a
     /// device to read them and, if `writable`, to write them.
     ///
-    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK` (or out of memory), and with `EFAULT` if part of
+    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK` (or out of memory), with `EFAULT` if part of
     /// the range is not mapped (or not writable, when `writable`) or it reaches the end of the
-    /// address space. Nothing stays pinned or charged on failure.
+    /// address space, and with `EINTR` if the task gets a fatal signal meanwhile (checked between
+    /// batches of `PIN_BATCH` pages, and whenever GUP gives up). Nothing stays pinned or
+    /// charged on failure. Called with no lock of the module held: it may wait for page faults
+    /// as long as user space makes it.
     pub(crate) fn pin(uaddr: u64, npages: usize, writable: bool) -> Result<Self> {
         // A range that reaches the end of the address space holds no user memory.
         let uaddr = usize::try_from(uaddr).map_err(|_| EFAULT)?;
@@ -259,6 +270,9 @@ impl PinnedPages {
             };
             let got = match usize::try_from(ret) {
                 Ok(got) if got > 0 => got,
+                // A fault GUP waited on (userfaultfd, FUSE, swap) was cut short by a fatal
+                // signal: GUP says `EINTR`, `ERESTARTSYS` or `EFAULT` depending on where.
+                _ if fatal_signal_pending() => return Err(EINTR),
                 // `this` is dropped: what was pinned is unpinned, everything uncharged.
                 _ if ret < 0 => return Err(Error::from_errno(ret)),
                 _ => return Err(EFAULT),
@@ -269,8 +283,12 @@ impl PinnedPages {
             this.pinned += got;
             pinned_vm(&this.mm).fetch_add(got as i64, Relaxed);
             PINNED_PAGES.fetch_add(got, Relaxed);
-            // User space decides how many batches there are.
+            // User space decides how many batches there are; a process being killed stops
+            // pinning at once (GUP's fast path does not look at signals).
             crate::iommu::cond_resched();
+            if this.pinned < npages && fatal_signal_pending() {
+                return Err(EINTR);
+            }
         }
         Ok(this)
     }

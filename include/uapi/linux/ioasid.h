@@ -321,7 +321,9 @@ enum ioasid_map_flags {
  * @iova: with IOASID_MAP_FIXED_IOVA the IOVA to map at (page aligned);
  *	otherwise the IOVA the kernel chose, on return
  *
- * Pins the memory and maps it into every IOMMU domain of the IOASID.
+ * Pins the memory and maps it into every IOMMU domain of the IOASID. The
+ * pinning holds no lock other ioctls on the IOASID need; the range is placed
+ * again after it.
  * Pinned memory is charged to the caller's locked memory (RLIMIT_MEMLOCK)
  * unless the caller has CAP_IPC_LOCK. Physically contiguous memory is
  * mapped with the largest page sizes the IOMMU supports. If @iova cannot be
@@ -337,11 +339,12 @@ enum ioasid_map_flags {
  *	IOMMU aperture, or in the reserved regions of its IOMMU group
  *	(IOASID_IOVA_RANGES).
  *  ENOSPC: no free IOVA range is large enough (kernel-chosen IOVA), which
- *	includes a @length that overflows 64 bits when the offset of @user_va
- *	within the IOVA alignment is added.
+ *	includes a @length that overflows 64 bits when the IOVA alignment
+ *	less one page is added.
  *  EFAULT: the memory cannot be pinned (not mapped, or not writable for
  *	IOASID_MAP_WRITE).
  *  ENOMEM: RLIMIT_MEMLOCK would be exceeded, or out of memory.
+ *  EINTR: a fatal signal arrived while the memory was being pinned.
  */
 struct ioasid_map {
 	__u32 argsz;

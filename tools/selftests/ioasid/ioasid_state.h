@@ -143,7 +143,7 @@ static inline long st_field(const char *path, const char *key)
 /* --- a context: fdinfo ---------------------------------------------------- */
 
 struct ctx_counts {
-	long ids, devices;
+	long ids, devices, areas;
 };
 
 static inline int ctx_counts(int fd, struct ctx_counts *c)
@@ -161,6 +161,8 @@ static inline int ctx_counts(int fd, struct ctx_counts *c)
 	c->ids = p ? strtol(p + 11, NULL, 10) : -1;
 	p = strstr(buf, "ioasid-devices:");
 	c->devices = p ? strtol(p + 15, NULL, 10) : -1;
+	p = strstr(buf, "ioasid-areas:");
+	c->areas = p ? strtol(p + 13, NULL, 10) : -1;
 	return c->ids < 0 || c->devices < 0 ? -1 : 0;
 }
 
@@ -426,7 +428,7 @@ static const struct ioctl_doc ioctl_docs[] = {
 	  { ENOENT, ENODEV } },
 	{ "IOASID_MAP", IOASID_MAP, sizeof(struct ioasid_map), 40,
 	  IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA,
-	  { ENOENT, EEXIST, ERANGE, ENOSPC, ENOMEM } },
+	  { ENOENT, EEXIST, ERANGE, ENOSPC, ENOMEM, EINTR } },
 	{ "IOASID_UNMAP", IOASID_UNMAP, sizeof(struct ioasid_unmap), 40, IOASID_UNMAP_ALL,
 	  { ENOENT } },
 	{ "IOASID_IOVA_RANGES", IOASID_IOVA_RANGES, sizeof(struct ioasid_iova_ranges), 32, 0,

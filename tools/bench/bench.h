@@ -108,6 +108,8 @@ const char *fmt_time(char *buf, size_t size, double s);
 
 /* Set by main from its arguments: the largest area count of the scale curve. */
 extern long scale_max_areas;
+/* ... and the time (s since the bench started) it should end within. */
+extern double scale_total_budget;
 /* When the bench started (now_s()). */
 extern double bench_t0;
 

@@ -18,7 +18,9 @@
  *               only while within its time budget
  *
  * Usage: ioasid_bench [latency] [throughput] [scale] [max-areas=N]
- * (no section named: all of them). The bench VM (scripts/vm.sh MODE=bench)
+ *                     [total-budget=SECONDS]
+ * (no section named: all of them; the scale curve stops climbing where the
+ * bench would end after total-budget, default 1320 s). The bench VM (scripts/vm.sh MODE=bench)
  * boots with 4 GiB, a 1 GiB and 520 2 MiB hugetlb pages reserved, and
  * kmemleak off; run as root (RLIMIT_MEMLOCK is lifted).
  */
@@ -33,6 +35,7 @@
 #include "bench.h"
 
 long scale_max_areas = 1000000;
+double scale_total_budget = 1320;
 double bench_t0;
 
 double now_s(void)
@@ -181,8 +184,11 @@ int main(int argc, char **argv)
 			scale = 1;
 		else if (!strncmp(argv[i], "max-areas=", 10))
 			scale_max_areas = atol(argv[i] + 10);
+		else if (!strncmp(argv[i], "total-budget=", 13))
+			scale_total_budget = atof(argv[i] + 13);
 		else
-			DIE("usage: %s [latency] [throughput] [scale] [max-areas=N]\n", argv[0]);
+			DIE("usage: %s [latency] [throughput] [scale] [max-areas=N] "
+			    "[total-budget=SECONDS]\n", argv[0]);
 	}
 	if (!latency && !throughput && !scale)
 		latency = throughput = scale = 1;

@@ -33,9 +33,11 @@
  * level whose building would take more than BUILD_BUDGET (predicted from the
  * previous level, or found while building) stops the curve for that
  * implementation, and so does one that would end the bench (building and
- * closing, predicted linearly) after TOTAL_BUDGET. A level that would not fit in MemAvailable (predicted from
+ * closing, predicted linearly) after scale_total_budget (total-budget=,
+ * default 1320 s: 22 minutes). A level that would not fit in MemAvailable (predicted from
  * the kernel memory per area at the previous level) is "n/a (memory)".
  */
+#include <math.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -45,9 +47,10 @@
 #define REPS 7
 #define REP_TIME 0.5
 #define OP_BUDGET 30.0
-#define BUILD_BUDGET 600.0
-/* The whole bench should end within this (seconds since it started). */
-#define TOTAL_BUDGET 1320.0
+/* Building one level: half the bench's budget (660 s by default). */
+#define BUILD_BUDGET (scale_total_budget / 2)
+/* Kernel memory figures below this total (bytes) are noise. */
+#define NOISE (256 * KiB)
 
 static const long counts[] = { 100, 1000, 10000, 100000, 1000000 };
 #define NCOUNTS (int)(sizeof(counts) / sizeof(counts[0]))
@@ -162,6 +165,9 @@ static int build(struct ctx *c, int li, enum impl m)
 	lv[li][m].build_s = now_s() - t0;
 	kmem_read(&k1);
 	lv[li][m].bytes_per_area = (double)(k1.book + k1.iommu - k0.book - k0.iommu) / n;
+	/* Slab pages come and go by themselves: a total this small says nothing. */
+	if (fabs(lv[li][m].bytes_per_area * n) < NOISE)
+		lv[li][m].bytes_per_area = NAN;
 	return 0;
 }
 
@@ -264,13 +270,13 @@ static void run_level(int li, enum impl m)
 
 		double cost = (p->build_s + p->op[OP_CLOSE].t) * ratio;
 
-		if (p->build_s * ratio > BUILD_BUDGET || now_s() - bench_t0 + cost > TOTAL_BUDGET) {
+		if (p->build_s * ratio > BUILD_BUDGET || now_s() - bench_t0 + cost > scale_total_budget) {
 			printf("# scale: %s: %ld areas would take ~%.0f s to build and close: "
 			       "over the budget\n", impl_name[m], n, cost);
 			l->state = OVER_BUDGET;
 			return;
 		}
-		if (p->bytes_per_area * n * 1.25 + 64 * MiB > avail) {
+		if (!isnan(p->bytes_per_area) && p->bytes_per_area * n * 1.25 + 64 * MiB > avail) {
 			printf("# scale: %s: %ld areas need ~%.0f MiB, %lld MiB available\n",
 			       impl_name[m], n, p->bytes_per_area * n / MiB, avail / (long long)MiB);
 			l->state = NO_MEMORY;
@@ -323,7 +329,7 @@ void bench_scale(void)
 	memset(pool, 1, POOL_PAGES * PAGE);
 
 	printf("\n# scale: budgets: %.0f s per operation, %.0f s to build a level, the bench "
-	       "within %.0f s; areas up to %ld\n", OP_BUDGET, BUILD_BUDGET, TOTAL_BUDGET,
+	       "within %.0f s; areas up to %ld\n", OP_BUDGET, BUILD_BUDGET, scale_total_budget,
 	       scale_max_areas);
 	for (int li = 0; li < NCOUNTS; li++)
 		for (int m = 0; m < NIMPL; m++)
@@ -333,7 +339,7 @@ void bench_scale(void)
 	printf("\n## Scale: one more operation with N 4 KiB areas mapped (ioasid / iommufd, ratio)\n\n");
 	printf("Median of up to %d; \"> budget\": predicted or found above %.0f s per operation, "
 	       "%.0f s to build the level, or the bench's %.0f s.\n\n", REPS, OP_BUDGET,
-	       BUILD_BUDGET, TOTAL_BUDGET);
+	       BUILD_BUDGET, scale_total_budget);
 	printf("| areas     |");
 	for (int op = 0; op < NOPS; op++)
 		printf(" %-36s |", op_name[op]);
@@ -361,7 +367,8 @@ void bench_scale(void)
 		printf("\n%s\n", placement_note);
 
 	printf("\n## Scale: building the areas (all but the first by fixed-IOVA map), and the kernel memory per area\n\n");
-	printf("Kernel memory: slab + vmalloc + percpu + IOMMU page tables, per area (struct kmem, bench.h).\n\n");
+	printf("Kernel memory: slab + vmalloc + percpu + IOMMU page tables, per area (struct kmem, bench.h);\n"
+	       "\"(noise)\": less than %llu KiB in all.\n\n", NOISE / KiB);
 	printf("| areas     | build, ioasid | build, iommufd | per area, ioasid / iommufd | bytes per area, ioasid / iommufd |\n");
 	printf("|----------:|--------------:|---------------:|---------------------------:|---------------------------------:|\n");
 	for (int li = 0; li < NCOUNTS; li++) {
@@ -371,8 +378,10 @@ void bench_scale(void)
 		snprintf(per, sizeof(per), "%s / %s",
 			 a->state == MEASURED ? fmt_time(b[2], 32, a->build_s / counts[li]) : "-",
 			 f->state == MEASURED ? fmt_time(b[3], 32, f->build_s / counts[li]) : "-");
-		snprintf(ma, sizeof(ma), "%.0f", a->bytes_per_area);
-		snprintf(mf, sizeof(mf), "%.0f", f->bytes_per_area);
+		snprintf(ma, sizeof(ma), isnan(a->bytes_per_area) ? "(noise)" : "%.0f",
+			 a->bytes_per_area);
+		snprintf(mf, sizeof(mf), isnan(f->bytes_per_area) ? "(noise)" : "%.0f",
+			 f->bytes_per_area);
 		snprintf(mem, sizeof(mem), "%s / %s", a->state == MEASURED ? ma : "-",
 			 f->state == MEASURED ? mf : "-");
 		printf("| %9ld | %13s | %14s | %26s | %32s |\n", counts[li],

@@ -4,7 +4,7 @@
 #
 #   make check          set up everything, build, lint, run all tests in VMs (x86_64 and arm64)
 #   make run            set up everything, boot the VM and run the demo
-#   make bench          set up everything, boot the VM and run the map/unmap benchmark
+#   make bench          set up everything, boot the VM and run the benchmark against iommufd
 #   make fuzz           set up everything, boot the VM and run fuzz_test long (FUZZ_ITERS, FUZZ_SEED)
 #   make lint           rustfmt (kernel .rustfmt.toml) + CLIPPY=1 build, no warnings allowed
 #   make                build ioasid.ko against KDIR (default: the cached test kernel)
@@ -14,13 +14,14 @@
 # intel-nosc|amd|virtio|smmuv3, the one IOMMU model to test (`make check` default: all;
 # `make run` default: intel, or smmuv3 on arm64); IOMMUS="..." several;
 # KVM=1 (opt-in acceleration); VM_TIMEOUT (s); IOASID_CACHE (default ~/.cache/ioasid);
-# FUZZ_ITERS (default 100000), FUZZ_SEED for `make fuzz`.
+# FUZZ_ITERS (default 100000), FUZZ_SEED for `make fuzz`; BENCH (the benchmark's
+# arguments, e.g. BENCH="throughput scale max-areas=10000") and BENCH_MEM (default 4G) for `make bench`.
 
 # ARCH unset: `make check` runs both architectures, everything else x86_64.
 ifdef ARCH
 export ARCH
 endif
-export IOMMU IOMMUS FUZZ_ITERS FUZZ_SEED
+export IOMMU IOMMUS FUZZ_ITERS FUZZ_SEED BENCH BENCH_MEM
 
 SCRIPTS := $(CURDIR)/scripts
 
@@ -38,7 +39,7 @@ endif
 all: modules
 
 help:
-	@sed -n '3,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 toolchain:
 	$(SCRIPTS)/toolchain.sh

@@ -17,6 +17,9 @@
 # STORM_SECONDS: storm_test's length per variant.
 # QEMU_EXTRA: more QEMU arguments, for debugging (e.g. "-gdb tcp::1234" to
 # inspect a hung guest with gdb and build/$ARCH's vmlinux).
+# bench only: BENCH="throughput scale max-areas=10000" (the benchmark's
+# arguments: sections to run, default all), BENCH_MEM (the VM's memory,
+# default 4G; the other modes' VMs have 2G).
 #
 # The guest writes the kernel console to its serial port and the test output
 # to a virtio console (/dev/hvc0), so test output never interleaves with
@@ -242,9 +245,13 @@ fi
 
 if [ "$MODE" = run ] || [ "$MODE" = bench ]; then
 	prog=/tests/ioasid_demo
-	[ "$MODE" = bench ] && prog=/tests/ioasid_bench
-	kmsg "$MODE: $prog"
-	"$prog" >&3 2>&3
+	args=
+	if [ "$MODE" = bench ]; then
+		prog=/tests/ioasid_bench
+		args=$(sed -n 's/.*ioasid_vm.bench=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
+	fi
+	kmsg "$MODE: $prog $args"
+	"$prog" $args >&3 2>&3
 	out "IOASID-PROGRAM $MODE rc=$?"
 else
 	# The parameters ioasid.ko is loaded with here, for a test that reloads it.
@@ -277,7 +284,10 @@ else
 	vm_fail "rmmod ioasid"
 fi
 [ ! -e /dev/ioasid ] && vm_ok "/dev/ioasid removed" || vm_fail "/dev/ioasid removed"
-if [ -w /sys/kernel/debug/kmemleak ]; then
+if [ "$MODE" = bench ] && grep -q 'kmemleak=off' /proc/cmdline; then
+	# The bench VM runs without kmemleak (see vm.sh): nothing to scan.
+	vm_ok "kmemleak: off in the bench VM"
+elif [ -w /sys/kernel/debug/kmemleak ]; then
 	# kmemleak reports objects older than 5 s that two scans found unreferenced.
 	sleep 6
 	echo scan >/sys/kernel/debug/kmemleak
@@ -338,6 +348,18 @@ intel-pt) APPEND+=" ioasid_vm.extra=attack_test" ;;
 esac
 [ -n "${FUZZ_ITERS:-}" ] && APPEND+=" ioasid_vm.fuzz_iters=$FUZZ_ITERS"
 [ -n "${FUZZ_SEED:-}" ] && APPEND+=" ioasid_vm.fuzz_seed=$FUZZ_SEED"
+MEM=2G
+if [ "$MODE" = bench ]; then
+	# The benchmark maps 1 GiB at a time, of 4 KiB pages, 2 MiB and 1 GiB
+	# hugetlb pages (reserved at boot, while memory is not fragmented: the
+	# test kernel has no compaction; the bench gives them back once done
+	# with them), and up to 10^6 areas. kmemleak is off: its metadata for
+	# every allocation would count in the bench's kernel-memory figures,
+	# and its periodic scans would run in the middle of the timings.
+	MEM=${BENCH_MEM:-4G}
+	APPEND+=" hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=520 kmemleak=off"
+	[ -n "${BENCH:-}" ] && APPEND+=" ioasid_vm.bench=$(echo $BENCH | tr ' ' ,)"
+fi
 # Whether the IOMMU can block no-snoop DMA (IOMMU_CAP_ENFORCE_CACHE_COHERENCY):
 # VT-d with snoop control, and AMD-Vi; not VT-d without it, not virtio-iommu,
 # and not SMMUv3 on a device-tree machine (the driver takes CANWBS from the
@@ -354,7 +376,7 @@ amd | virtio)
 	[ "$MODE" = bench ] && APPEND+=" iommufd.allow_unsafe_interrupts=1"
 	;;
 esac
-QEMU_ARGS=(-m 2G -smp 2 -nodefaults -display none -no-reboot)
+QEMU_ARGS=(-m "$MEM" -smp 2 -nodefaults -display none -no-reboot)
 if [ "${KVM:-0}" = 1 ]; then
 	QEMU_ARGS+=(-accel kvm -cpu host)
 else

@@ -1604,4 +1604,355 @@ TEST_F_TIMEOUT(atk, rmmod_while_open, 120)
 	ctx1_close(&c);
 }
 
+/* --- attacks added by the second adversarial review ------------------------- */
+
+static int pci_cmd(const char *bdf, uint16_t *cmd, int write)
+{
+	char path[128];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDWR);
+	if (fd < 0)
+		return -1;
+	ok = write ? pwrite(fd, cmd, 2, 4) == 2 : pread(fd, cmd, 2, 4) == 2;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static void hand_to(const char *bdf, const char *drv)
+{
+	char path[256];
+
+	if (has_driver(bdf, NULL)) {
+		snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver/unbind", bdf);
+		sysfs_write(path, bdf);
+	}
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver_override", bdf);
+	sysfs_write(path, drv ? drv : "\n");
+	if (drv)
+		sysfs_write("/sys/bus/pci/drivers_probe", bdf);
+}
+
+/*
+ * The administrator hands a PCI bridge to the ioasid driver (the QEMU root
+ * port 00:08.0 has no driver here: CONFIG_PCIEPORTBUS is off; likewise the
+ * conventional bridge 00:07.0). vfio-pci refuses anything but a normal
+ * header (type 0) device. A bridge's Bus Master Enable gates the DMA of
+ * every device below it, devices that other contexts may own (a root port
+ * with ACS is a group of its own): the ioasid driver must not clear it at
+ * probe, and a context must not be able to own a bridge and quiesce it at
+ * unbind. Under QEMU the bridge's BME does not gate DMA (QEMU ignores it), so
+ * the command register itself is checked.
+ */
+static void bridge_case(struct __test_metadata *_metadata, const char *bdf)
+{
+	uint16_t cmd0 = 0, cmd = 0;
+	unsigned int bus, dev, fn, seg;
+	int fd = open("/dev/ioasid", O_RDWR);
+	__u32 d = 0;
+	int ret;
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(4, sscanf(bdf, "%x:%x:%x.%x", &seg, &bus, &dev, &fn));
+	ASSERT_EQ(0, pci_cmd(bdf, &cmd0, 0));
+	TH_LOG("%s: command register 0x%04x before", bdf, cmd0);
+	hand_to(bdf, "ioasid");
+	ASSERT_EQ(0, pci_cmd(bdf, &cmd, 0));
+	TH_LOG("%s: handed to ioasid: %s, command register 0x%04x", bdf,
+	       has_driver(bdf, "ioasid") ? "bound" : "refused", cmd);
+	/* The probe must not stop the bridge forwarding its devices' DMA. */
+	EXPECT_EQ(cmd0 & 0x4, cmd & 0x4);
+	ret = bind_pci(fd, seg, bus, (dev << 3) | fn, &d, NULL);
+	TH_LOG("%s: IOASID_DEVICE_BIND of the bridge: %d", bdf, ret);
+	/* A bridge is no device a user-space driver can own. */
+	EXPECT_NE(0, ret);
+	if (!ret) {
+		EXPECT_EQ(0, unbind(fd, d));
+		ASSERT_EQ(0, pci_cmd(bdf, &cmd, 0));
+		TH_LOG("%s: after unbind: command register 0x%04x", bdf, cmd);
+		EXPECT_EQ(cmd0 & 0x4, cmd & 0x4);
+	}
+	close(fd);
+	hand_to(bdf, NULL);
+	/* Put the command register back as it was, for the devices below. */
+	pci_cmd(bdf, &cmd0, 1);
+}
+
+TEST_F_TIMEOUT(atk, root_port_handed_to_ioasid, 60)
+{
+	if (!exists("0000:00:08.0") || access("/sys/bus/pci/devices/0000:00:08.0/iommu_group", F_OK))
+		SKIP(return, "no root port 00:08.0 behind an IOMMU in this VM");
+	if (has_driver("0000:00:08.0", NULL) && !has_driver("0000:00:08.0", "ioasid"))
+		SKIP(return, "the root port has a kernel driver here");
+	bridge_case(_metadata, "0000:00:08.0");
+}
+
+TEST_F_TIMEOUT(atk, conventional_bridge_handed_to_ioasid, 60)
+{
+	struct edu e = { 0 };
+	uint8_t *buf;
+	int fd;
+	__u32 d, ioas;
+
+	if (!exists("0000:00:07.0") || access("/sys/bus/pci/devices/0000:01:01.0/iommu_group", F_OK))
+		SKIP(return, "no bridged edus behind an IOMMU in this VM");
+	bridge_case(_metadata, "0000:00:07.0");
+	/* The edus behind it still work afterwards. */
+	restore_devices();
+	fd = open("/dev/ioasid", O_RDWR);
+	buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(buf, 0x3c, PAGE);
+	memset(buf + PAGE, 0, PAGE);
+	ASSERT_EQ(0, edu_setup(&e, "0000:01:01.0"));
+	ASSERT_EQ(0, bind_dev(fd, &e, &d, NULL));
+	ASSERT_EQ(0, alloc_ioasid(fd, &ioas));
+	ASSERT_EQ(0, attach(fd, d, ioas));
+	ASSERT_EQ(0, map_at(fd, ioas, buf, 2 * PAGE, IOVA_A, RW));
+	EXPECT_EQ(0, edu_dma(&e, IOVA_A, EDU_BUF, PAGE, 0));
+	EXPECT_EQ(0, edu_dma(&e, EDU_BUF, IOVA_A + PAGE, PAGE, 1));
+	EXPECT_EQ(0x3c, buf[PAGE + 7]);
+	close(fd);
+	edu_teardown(&e);
+	munmap(buf, 2 * PAGE);
+}
+
+/* The IOMMU group number of a device, or -1. */
+static int group_of(const char *bdf)
+{
+	char path[256], link[256];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -1;
+	link[n] = '\0';
+	return atoi(strrchr(link, '/') + 1);
+}
+
+/*
+ * Hot-add into an owned group. Context A binds and attaches `keep`, with a
+ * mapping; the administrator removes `gone`, a device of the same IOMMU group
+ * (handed to ioasid, bound nowhere), and rescans. The re-enumerated device
+ * shares `keep`'s requester-ID path without ACS between them, so it must come
+ * back in the same group, and context B must not be able to own it (EBUSY)
+ * while A owns `keep`. If B can, B attaches it to its own IOASID and DMAs,
+ * which proves B drives a device not isolated from A's (on real hardware,
+ * functions of a slot without ACS reach each other peer to peer).
+ *
+ * Finding (multi-function pair 06.0 + 06.1): the PCI core adds a function > 0
+ * found by a rescan (pci_device_add -> device_add -> IOMMU probe) before
+ * pci_scan_slot() sets its multifunction flag, so pci_device_group() does not
+ * look for the function-0 alias and 06.1 gets a new group of its own: B binds
+ * it while A owns 06.0. ioasid trusts the group and hands it out.
+ */
+static void hot_add_case(struct __test_metadata *_metadata, const char *keep, const char *gone,
+			 int regroup)
+{
+	struct edu e0 = { 0 }, e1 = { 0 };
+	int a = open("/dev/ioasid", O_RDWR), b = open("/dev/ioasid", O_RDWR);
+	uint8_t *buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	uint8_t *bbuf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			     -1, 0);
+	long pins0 = pins();
+	__u32 d0, d1, db, ioas, bioas;
+	int g0, g1, ret;
+
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(group_of(keep), group_of(gone));
+	ASSERT_EQ(0, edu_setup(&e0, keep));
+	ASSERT_EQ(0, bind_dev(a, &e0, &d0, NULL));
+	ASSERT_EQ(0, alloc_ioasid(a, &ioas));
+	ASSERT_EQ(0, attach(a, d0, ioas));
+	memset(buf, 0x5e, PAGE);
+	memset(buf + PAGE, 0, PAGE);
+	ASSERT_EQ(0, map_at(a, ioas, buf, 2 * PAGE, IOVA_A, RW));
+
+	EXPECT_EQ(0, remove_dev(gone, 30));
+	EXPECT_EQ(0, sysfs_write("/sys/bus/pci/rescan", "1"));
+	ASSERT_TRUE(exists(gone));
+	hand_to(gone, "ioasid");
+	EXPECT_TRUE(has_driver(gone, "ioasid"));
+	g0 = group_of(keep);
+	g1 = group_of(gone);
+	TH_LOG("after the hot-add: %s in group %d, %s in group %d", keep, g0, gone, g1);
+	/* The re-enumerated device is no more isolated from `keep` than before. */
+	EXPECT_EQ(g0, g1);
+	ASSERT_EQ(0, edu_setup(&e1, gone));
+	/* Another context cannot take a device that is not isolated from A's. */
+	ret = bind_dev(b, &e1, &db, NULL);
+	EXPECT_EQ(-EBUSY, ret);
+	if (!ret) {
+		/* B owns it: B's IOASID, B's memory, B's DMA, next to A's device. */
+		memset(bbuf, 0xb0, PAGE);
+		memset(bbuf + PAGE, 0, PAGE);
+		EXPECT_EQ(0, alloc_ioasid(b, &bioas));
+		EXPECT_EQ(0, attach(b, db, bioas));
+		EXPECT_EQ(0, map_at(b, bioas, bbuf, 2 * PAGE, IOVA_A, RW));
+		if (dma_translated()) {
+			EXPECT_EQ(0, edu_dma(&e1, IOVA_A, EDU_BUF, PAGE, 0));
+			EXPECT_EQ(0, edu_dma(&e1, EDU_BUF, IOVA_A + PAGE, PAGE, 1));
+			TH_LOG("context B drove %s by DMA: 0x%02x", gone, bbuf[PAGE + 9]);
+		}
+		close(b);
+		b = open("/dev/ioasid", O_RDWR);
+	}
+	/* A's DMA still goes where A mapped it. */
+	if (dma_translated()) {
+		EXPECT_EQ(0, edu_dma(&e0, IOVA_A, EDU_BUF, PAGE, 0));
+		EXPECT_EQ(0, edu_dma(&e0, EDU_BUF, IOVA_A + PAGE, PAGE, 1));
+		EXPECT_EQ(0x5e, buf[PAGE + 9]);
+	}
+	ret = bind_dev(a, &e1, &d1, NULL);
+	EXPECT_EQ(0, ret);
+	if (!ret)
+		EXPECT_EQ(0, attach(a, d1, ioas));
+	close(a);
+	EXPECT_EQ(pins0, pins());
+	EXPECT_EQ(0, bind_dev(b, &e1, &db, NULL));
+	EXPECT_EQ(0, bind_dev(b, &e0, &db, NULL));
+	close(b);
+	edu_teardown(&e0);
+	edu_teardown(&e1);
+	munmap(buf, 2 * PAGE);
+	munmap(bbuf, 2 * PAGE);
+	if (regroup && group_of(keep) != group_of(gone)) {
+		/*
+		 * Put the pair back in one group for later tests: function 0
+		 * rescanned alone (its multifunction bit is in its header)
+		 * finds function 1's group.
+		 */
+		EXPECT_EQ(0, remove_dev(keep, 30));
+		EXPECT_EQ(0, sysfs_write("/sys/bus/pci/rescan", "1"));
+	}
+	restore_devices();
+	EXPECT_EQ(group_of(keep), group_of(gone));
+	EXPECT_TRUE(has_driver(keep, "ioasid"));
+	EXPECT_TRUE(has_driver(gone, "ioasid"));
+}
+
+TEST_F_TIMEOUT(atk, hot_add_of_function_into_owned_group, 120)
+{
+	hot_add_case(_metadata, "0000:00:06.0", "0000:00:06.1", 1);
+}
+
+TEST_F_TIMEOUT(atk, hot_add_behind_bridge_into_owned_group, 120)
+{
+	if (!exists("0000:01:01.0") || access("/sys/bus/pci/devices/0000:01:01.0/iommu_group", F_OK))
+		SKIP(return, "no bridged edus behind an IOMMU in this VM");
+	hot_add_case(_metadata, "0000:01:01.0", "0000:01:02.0", 0);
+}
+
+/*
+ * IOASID_MAP of the process's special mappings and of device memory: the vDSO
+ * (kernel pages), [vvar], [vsyscall], a PROT_NONE area, a stack guard gap, and
+ * the edu's BAR mapped from sysfs (VM_IO | VM_PFNMAP: peer-to-peer DMA to
+ * MMIO). Each succeeds or fails with EFAULT, nothing writable is granted to
+ * what the process cannot write, and nothing stays pinned.
+ */
+static __u64 maps_find(const char *name)
+{
+	char line[512];
+	unsigned long lo = 0, hi;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, name) && sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+			break;
+		else
+			lo = 0;
+	fclose(f);
+	return lo;
+}
+
+TEST_F_TIMEOUT(atk, special_mappings, 60)
+{
+	struct ctx1 c;
+	long pins0 = pins();
+	__u64 vdso = maps_find("[vdso]"), vvar = maps_find("[vvar]");
+	__u64 iova = 0, unmapped = 0;
+	void *none = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct {
+		const char *what;
+		__u64 va;
+	} cases[] = {
+		{ "vdso", vdso }, { "vvar", vvar }, { "vsyscall", 0xffffffffff600000ull },
+		{ "PROT_NONE", (uintptr_t)none }, { "null page", 0 },
+		{ "top of user space", 0x7ffffffff000ull },
+	};
+
+	ASSERT_EQ(0, ctx1_open(&c, "0000:00:05.0"));
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (int w = 0; w < 2; w++) {
+			__u32 fl = IOASID_MAP_READ | (w ? IOASID_MAP_WRITE : 0);
+			int ret;
+
+			if (!cases[i].va && strcmp(cases[i].what, "null page"))
+				continue;
+			iova = 0;
+			ret = map_flags(c.fd, c.ioasid, cases[i].va, PAGE, &iova, fl);
+			TH_LOG("%s (0x%llx) %s: %d", cases[i].what, (unsigned long long)cases[i].va,
+			       w ? "rw" : "ro", ret);
+			EXPECT_TRUE(ret == 0 || ret == -EFAULT);
+			/* Nothing the process cannot write becomes writable. */
+			if (w && i < 3)
+				EXPECT_EQ(-EFAULT, ret);
+		}
+	}
+	/* The BAR: MMIO, which cannot be pinned. */
+	EXPECT_EQ(-EFAULT, map_flags(c.fd, c.ioasid, (uintptr_t)c.edu.bar, PAGE, &iova,
+				     IOASID_MAP_READ));
+	EXPECT_EQ(-EFAULT, map_flags(c.fd, c.ioasid, (uintptr_t)c.edu.bar, PAGE, &iova, RW));
+	unmap_all(c.fd, c.ioasid, &unmapped);
+	TH_LOG("unmapped %llu bytes", (unsigned long long)unmapped);
+	EXPECT_EQ(pins0, pins());
+	ctx1_close(&c);
+	EXPECT_EQ(pins0, pins());
+}
+
+/*
+ * mremap of a mapped buffer (moved, then with MREMAP_DONTUNMAP, then shrunk
+ * and the rest munmapped): the device keeps writing the pinned pages, which
+ * the process sees at the new address; after IOASID_UNMAP nothing is pinned.
+ */
+TEST_F_TIMEOUT(atk, mremap_of_mapped_buffer, 60)
+{
+	struct ctx1 c;
+	long pins0 = pins();
+	uint8_t *buf = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	uint8_t *dst = mmap(NULL, 8 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *moved, *again;
+
+	ASSERT_EQ(0, ctx1_open(&c, "0000:00:05.0"));
+	memset(buf, 0x11, 4 * PAGE);
+	ASSERT_EQ(0, map_at(c.fd, c.ioasid, buf, 4 * PAGE, IOVA_A, RW));
+	moved = mremap(buf, 4 * PAGE, 4 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	ASSERT_EQ(dst, moved);
+	/* The device writes page 1 from its buffer, loaded from page 0. */
+	memset(moved + PAGE, 0, PAGE);
+	EXPECT_EQ(0, edu_dma(&c.edu, IOVA_A, EDU_BUF, PAGE, 0));
+	EXPECT_EQ(0, edu_dma(&c.edu, EDU_BUF, IOVA_A + PAGE, PAGE, 1));
+	EXPECT_EQ(0x11, moved[PAGE + 5]);
+	again = mremap(moved, 4 * PAGE, 4 * PAGE, MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+	if (again != MAP_FAILED) {
+		memset(again + 2 * PAGE, 0, PAGE);
+		EXPECT_EQ(0, edu_dma(&c.edu, EDU_BUF, IOVA_A + 2 * PAGE, PAGE, 1));
+		EXPECT_EQ(0x11, again[2 * PAGE + 5]);
+		munmap(again, 4 * PAGE);
+	}
+	munmap(dst, 8 * PAGE);
+	/* Nothing maps the pages any more; they are still pinned, and DMA is harmless. */
+	EXPECT_EQ(pins0 + 4, pins());
+	EXPECT_EQ(0, edu_dma(&c.edu, EDU_BUF, IOVA_A + 3 * PAGE, PAGE, 1));
+	EXPECT_EQ(0, unmap_all(c.fd, c.ioasid, NULL));
+	EXPECT_EQ(pins0, pins());
+	ctx1_close(&c);
+}
+
 TEST_HARNESS_MAIN

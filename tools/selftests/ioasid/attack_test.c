@@ -1955,4 +1955,137 @@ TEST_F_TIMEOUT(atk, mremap_of_mapped_buffer, 60)
 	ctx1_close(&c);
 }
 
+/*
+ * One page pinned over and over: a 1-page memfd mapped at N consecutive
+ * addresses (N VMAs), and that range mapped again and again at new IOVAs.
+ * Each FOLL_PIN of a small page adds GUP_PIN_COUNTING_BIAS (1024) to its
+ * refcount, so about 2^21 pins overflow the 32-bit refcount; each pin is
+ * charged one page, so a caller needs ~8 GiB of RLIMIT_MEMLOCK (a VMM's
+ * usual limit is its guest's RAM) or CAP_IPC_LOCK (as here). The secure
+ * outcome: the module stops before the refcount overflows, with a documented
+ * errno and no kernel warning; afterwards nothing stays pinned.
+ */
+TEST_F_TIMEOUT(atk, pin_one_page_until_refcount_overflows, 600)
+{
+	const size_t n = 60000;
+	int fd = open("/dev/ioasid", O_RDWR), memfd = memfd_create("ioasid-refcount", 0);
+	long pins0 = pins();
+	uint8_t *r, *p;
+	__u32 ioas;
+	int ret = 0, k, klog, warned = 0;
+	double t0 = now();
+
+	ASSERT_LE(0, fd);
+	ASSERT_LE(0, memfd);
+	ASSERT_EQ(0, ftruncate(memfd, PAGE));
+	r = mmap(NULL, n * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, r);
+	for (size_t i = 0; i < n; i++) {
+		p = mmap(r + i * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0);
+		ASSERT_EQ(r + i * PAGE, p);
+	}
+	r[0] = 0x42;
+	for (size_t i = 0, bad = 0; i < n; i++) {
+		if (r[i * PAGE] == 0x42)
+			continue;
+		if (!bad++)
+			TH_LOG("alias %zu of %zu reads 0x%02x: pfn 0x%llx, alias 0: pfn 0x%llx", i, n,
+			       r[i * PAGE], (unsigned long long)phys_of(r + i * PAGE) / PAGE,
+			       (unsigned long long)phys_of(r) / PAGE);
+		p = mmap(r + i * PAGE, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd, 0);
+		ASSERT_EQ(r + i * PAGE, p);
+		ASSERT_EQ(0x42, r[i * PAGE]);
+	}
+	ASSERT_EQ(0, alloc_ioasid(fd, &ioas));
+	/* The kernel log from here on: what the pins provoke. */
+	klog = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	if (klog >= 0)
+		lseek(klog, 0, SEEK_END);
+	kmsg("ioasid-test: pin_one_page_until_refcount_overflows begin\n");
+	for (k = 0; k < 40; k++) {
+		__u64 iova = 0;
+
+		ret = map_flags(fd, ioas, (uintptr_t)r, n * PAGE, &iova, IOASID_MAP_READ);
+		if (ret)
+			break;
+	}
+	kmsg("ioasid-test: pin_one_page_until_refcount_overflows end\n");
+	TH_LOG("%d maps of %zu pins each (%.0f s), then %d (%s)", k, n, now() - t0, ret,
+	       strerror(-ret));
+	/* Did a page's refcount go past INT_MAX (GUP warns when it finds it negative)? */
+	if (klog >= 0) {
+		char rec[1024];
+		ssize_t len;
+
+		while ((len = read(klog, rec, sizeof(rec) - 1)) > 0 || (len < 0 && errno == EPIPE)) {
+			if (len <= 0)
+				continue;
+			rec[len] = '\0';
+			if (strstr(rec, "WARNING") && strstr(rec, "gup.c"))
+				warned = 1;
+		}
+		close(klog);
+	}
+	TH_LOG("GUP warned of a negative refcount: %s", warned ? "yes" : "no");
+	EXPECT_FALSE(warned);
+	/* Past 2^21 pins the refcount would have wrapped: the module must have stopped. */
+	EXPECT_GT(40, k);
+	EXPECT_TRUE(ret == -ENOMEM || ret == -EFAULT || ret == -ENOSPC);
+	EXPECT_EQ(0, unmap_all(fd, ioas, NULL));
+	EXPECT_EQ(pins0, pins());
+	EXPECT_EQ(0x42, r[5 * PAGE]);
+	close(fd);
+	munmap(r, n * PAGE);
+	close(memfd);
+}
+
+/*
+ * fork() of a process with a buffer mapped for DMA: the child writes its copy
+ * (copy-on-write, or the copy the kernel makes of pinned anonymous pages at
+ * fork), the device writes the buffer through the IOASID. The parent sees the
+ * device's bytes and not the child's, the child sees its own and not the
+ * device's, and nothing stays pinned.
+ */
+TEST_F_TIMEOUT(atk, fork_child_writes_pinned_buffer, 60)
+{
+	struct ctx1 c;
+	long pins0 = pins();
+	uint8_t *buf = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	int pfd[2], status;
+	uint8_t seen = 0;
+	pid_t pid;
+
+	ASSERT_EQ(0, ctx1_open(&c, "0000:00:05.0"));
+	memset(buf, 0x77, PAGE);
+	memset(buf + PAGE, 0x01, PAGE);
+	ASSERT_EQ(0, map_at(c.fd, c.ioasid, buf, 2 * PAGE, IOVA_A, RW));
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char go;
+
+		memset(buf + PAGE, 0xcc, PAGE);
+		if (read(pfd[0], &go, 1) != 1)
+			_exit(2);
+		/* The device wrote the parent's page meanwhile. */
+		_exit(buf[PAGE + 3] == 0xcc ? 0 : 1);
+	}
+	usleep(200000);
+	EXPECT_EQ(0, edu_dma(&c.edu, IOVA_A, EDU_BUF, PAGE, 0));
+	EXPECT_EQ(0, edu_dma(&c.edu, EDU_BUF, IOVA_A + PAGE, PAGE, 1));
+	seen = buf[PAGE + 3];
+	EXPECT_EQ(0x77, seen);
+	EXPECT_EQ(1, write(pfd[1], "g", 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	EXPECT_EQ(0, unmap_all(c.fd, c.ioasid, NULL));
+	EXPECT_EQ(pins0, pins());
+	ctx1_close(&c);
+	close(pfd[0]);
+	close(pfd[1]);
+	munmap(buf, 2 * PAGE);
+}
+
 TEST_HARNESS_MAIN

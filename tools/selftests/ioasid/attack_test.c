@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1961,7 +1962,8 @@ TEST_F_TIMEOUT(atk, mremap_of_mapped_buffer, 60)
  * Each FOLL_PIN of a small page adds GUP_PIN_COUNTING_BIAS (1024) to its
  * refcount, so about 2^21 pins overflow the 32-bit refcount; each pin is
  * charged one page, so a caller needs ~8 GiB of RLIMIT_MEMLOCK (a VMM's
- * usual limit is its guest's RAM) or CAP_IPC_LOCK (as here). The secure
+ * usual limit is its guest's RAM; here an unprivileged child gets 9 GiB) or
+ * CAP_IPC_LOCK, while only one page of memory is pinned. The secure
  * outcome: the module stops before the refcount overflows, with a documented
  * errno and no kernel warning; afterwards nothing stays pinned.
  */
@@ -1972,8 +1974,9 @@ TEST_F_TIMEOUT(atk, pin_one_page_until_refcount_overflows, 600)
 	long pins0 = pins();
 	uint8_t *r, *p;
 	__u32 ioas;
-	int ret = 0, k, klog, warned = 0;
+	int ret = 0, k, klog, warned = 0, pfd[2];
 	double t0 = now();
+	pid_t pid;
 
 	ASSERT_LE(0, fd);
 	ASSERT_LE(0, memfd);
@@ -2002,12 +2005,43 @@ TEST_F_TIMEOUT(atk, pin_one_page_until_refcount_overflows, 600)
 	if (klog >= 0)
 		lseek(klog, 0, SEEK_END);
 	kmsg("ioasid-test: pin_one_page_until_refcount_overflows begin\n");
-	for (k = 0; k < 40; k++) {
-		__u64 iova = 0;
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		/* An unprivileged VMM whose administrator allowed it 9 GiB of locked memory. */
+		struct rlimit lim = { 9ull << 30, 9ull << 30 };
+		int res[2] = { 0, -EPERM };
 
-		ret = map_flags(fd, ioas, (uintptr_t)r, n * PAGE, &iova, IOASID_MAP_READ);
-		if (ret)
-			break;
+		if (setrlimit(RLIMIT_MEMLOCK, &lim) || setgroups(0, NULL) || setgid(65534) ||
+		    setuid(65534)) {
+			if (write(pfd[1], res, sizeof(res)) < 0)
+				_exit(2);
+			_exit(1);
+		}
+		for (k = 0; k < 40; k++) {
+			__u64 iova = 0;
+
+			ret = map_flags(fd, ioas, (uintptr_t)r, n * PAGE, &iova, IOASID_MAP_READ);
+			if (ret)
+				break;
+		}
+		res[0] = k;
+		res[1] = ret;
+		if (write(pfd[1], res, sizeof(res)) < 0)
+			_exit(2);
+		_exit(unmap_all(fd, ioas, NULL) ? 3 : 0);
+	}
+	{
+		int res[2] = { -1, 0 }, status;
+
+		EXPECT_EQ((ssize_t)sizeof(res), read(pfd[0], res, sizeof(res)));
+		EXPECT_EQ(pid, waitpid(pid, &status, 0));
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		k = res[0];
+		ret = res[1];
+		close(pfd[0]);
+		close(pfd[1]);
 	}
 	kmsg("ioasid-test: pin_one_page_until_refcount_overflows end\n");
 	TH_LOG("%d maps of %zu pins each (%.0f s), then %d (%s)", k, n, now() - t0, ret,

@@ -187,8 +187,9 @@ impl DeviceTable {
     /// the context `owner` whose DMA ownership cookie is `cookie`; returns the device ID and
     /// the group number.
     ///
-    /// Errors: `EPERM` without `CAP_SYS_ADMIN`, or if the IOMMU cannot isolate the device's MSIs
-    /// and the `allow_unsafe_interrupts` parameter is not set; `ENODEV` if there is no such
+    /// Errors: `EPERM` without `CAP_SYS_ADMIN`, if the IOMMU cannot isolate the device's MSIs
+    /// and the `allow_unsafe_interrupts` parameter is not set, or if its group was split from
+    /// another function of its slot ([`crate::iommu::PciDev::slot_split`]); `ENODEV` if there is no such
     /// device, it is not behind an IOMMU, or it is being removed; `ENXIO` if it is not bound to
     /// the ioasid driver; `EBUSY` if another driver has it, another context has it or a device
     /// of its group, or a kernel driver uses a device of its group; `EEXIST` if it is already
@@ -211,6 +212,10 @@ impl DeviceTable {
         // Without interrupt remapping, the device's DMA could write MSI messages and raise any
         // interrupt: refused unless the administrator said otherwise.
         if !group.has_isolated_msi() && !crate::module_parameters::allow_unsafe_interrupts.value() {
+            return Err(EPERM);
+        }
+        // A group that does not hold every function it should cannot isolate the device.
+        if pdev.slot_split() {
             return Err(EPERM);
         }
         let mut groups = self.groups.lock();

@@ -55,6 +55,55 @@ void ioasid_group_clear_master(struct iommu_group *group)
 	iommu_group_for_each_dev(group, NULL, ioasid_clear_master_one);
 }
 
+/*
+ * Whether ACS isolates @pdev from the other functions of its slot, as the
+ * IOMMU core asks when it groups functions (REQ_ACS_FLAGS in
+ * drivers/iommu/iommu.c; the capability's unimplemented controls are not
+ * required). The PCI core's device-specific ACS quirks are not exported, so a
+ * function isolated only by a quirk counts as not isolated here: a refusal,
+ * never a missed split.
+ */
+static bool ioasid_acs_isolated(struct pci_dev *pdev)
+{
+	u16 flags = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF;
+	int pos = pci_find_ext_capability(pdev, PCI_EXT_CAP_ID_ACS);
+	u16 cap = 0, ctrl = 0;
+
+	if (!pos)
+		return false;
+	pci_read_config_word(pdev, pos + PCI_ACS_CAP, &cap);
+	pci_read_config_word(pdev, pos + PCI_ACS_CTRL, &ctrl);
+	flags &= cap | PCI_ACS_EC;
+	return (ctrl & flags) == flags;
+}
+
+bool ioasid_pci_slot_split(struct pci_dev *pdev)
+{
+	struct iommu_group *group = iommu_group_get(&pdev->dev);
+	bool split = false;
+	int fn;
+
+	for (fn = 0; fn < 8 && !split; fn++) {
+		unsigned int devfn = PCI_DEVFN(PCI_SLOT(pdev->devfn), fn);
+		struct iommu_group *other;
+		struct pci_dev *sibling;
+
+		if (devfn == pdev->devfn)
+			continue;
+		sibling = pci_get_slot(pdev->bus, devfn);
+		if (!sibling)
+			continue;
+		if (!ioasid_acs_isolated(pdev) && !ioasid_acs_isolated(sibling)) {
+			other = iommu_group_get(&sibling->dev);
+			split = other != group;
+			iommu_group_put(other);
+		}
+		pci_dev_put(sibling);
+	}
+	iommu_group_put(group);
+	return split;
+}
+
 struct user_struct *ioasid_get_current_user(void)
 {
 	return get_current_user();
@@ -73,6 +122,11 @@ atomic64_t *ioasid_mm_pinned_vm(struct mm_struct *mm)
 unsigned long ioasid_rlimit(unsigned int limit)
 {
 	return rlimit(limit);
+}
+
+int ioasid_page_refcount(struct page *page)
+{
+	return folio_ref_count(page_folio(page));
 }
 
 bool ioasid_fatal_signal_pending(void)

@@ -21,6 +21,14 @@ phys_addr_t ioasid_page_to_phys(struct page *page);
 void ioasid_init_list_head(struct list_head *list);
 void ioasid_cond_resched(void);
 void ioasid_group_clear_master(struct iommu_group *group);
+/*
+ * Whether another function of @pdev's slot is in another IOMMU group although
+ * no ACS separates the two: the IOMMU core groups such functions together,
+ * except a function hot-added by a rescan, which it probes before it marks the
+ * slot multi-function; then @pdev's group is not the unit of isolation.
+ */
+bool ioasid_pci_slot_split(struct pci_dev *pdev);
+int ioasid_page_refcount(struct page *page);
 
 /* src/pci_driver.c: the ioasid PCI driver (its Rust half is src/driver.rs). */
 int ioasid_pci_driver_register(void);

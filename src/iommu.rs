@@ -43,6 +43,12 @@ extern "C" {
     fn ioasid_group_clear_master(group: *mut bindings::iommu_group);
 }
 
+// `struct pci_dev` is only ever passed by pointer; its layout does not cross the boundary.
+#[allow(improper_ctypes)]
+extern "C" {
+    fn ioasid_pci_slot_split(pdev: *mut bindings::pci_dev) -> bool;
+}
+
 /// One reserved IOVA region of a group: `start..=last`, and whether it is the window the IOMMU
 /// driver wants MSI doorbells mapped into by software (`IOMMU_RESV_SW_MSI`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +136,17 @@ impl PciDev {
         let ptr = unsafe { bindings::iommu_group_get(self.dev()) };
         // INVARIANT: a new reference, or nothing.
         NonNull::new(ptr).map(|ptr| Group { ptr })
+    }
+
+    /// Whether the device's IOMMU group is not the unit of isolation it should be: another
+    /// function of its slot, with no ACS between them, is in another group (the IOMMU core
+    /// groups such functions together, except a function a rescan hot-added: it probes the
+    /// function before it marks the slot multi-function). Owning either would then let its DMA
+    /// reach the other's without the IOMMU (peer to peer inside the slot).
+    pub(crate) fn slot_split(&self) -> bool {
+        // SAFETY: `ptr` is valid (type invariant); the helper takes and drops its own
+        // references on the sibling functions and the groups.
+        unsafe { ioasid_pci_slot_split(self.ptr.as_ptr()) }
     }
 
     /// Whether the device's IOMMU keeps its DMA cache-coherent (`IOMMU_CAP_CACHE_COHERENCY`).

@@ -64,6 +64,23 @@ extern "C" {
     fn ioasid_rlimit(limit: c_uint) -> c_ulong;
     /// `fatal_signal_pending(current)`, from `src/helpers.c`.
     fn ioasid_fatal_signal_pending() -> bool;
+    /// `folio_ref_count(page_folio(page))`, from `src/helpers.c`. `page` is a `struct page *`.
+    fn ioasid_page_refcount(page: *mut c_void) -> c_int;
+}
+
+/// The reference count past which a page is not pinned once more: each `FOLL_PIN` of a small
+/// folio adds `GUP_PIN_COUNTING_BIAS` (1024) to it, so the same page mapped at many addresses
+/// and pinned through each (by one user with a large `RLIMIT_MEMLOCK`, or `CAP_IPC_LOCK`)
+/// would otherwise overflow it: GUP warns then, and a count that wrapped is a use-after-free
+/// waiting to happen. Half the range leaves room for every batch pinned concurrently
+/// (`PIN_BATCH` pins of one page add at most 2^19) and for the kernel's other users.
+const PIN_REFCOUNT_LIMIT: c_int = 1 << 30;
+
+/// Whether one more pin of `page`, which the caller holds pinned, could overflow its count.
+fn pinned_too_often(page: *mut bindings::page) -> bool {
+    // SAFETY: `page` is pinned by the caller, so it and its folio stay valid.
+    let count = unsafe { ioasid_page_refcount(page.cast()) };
+    count > PIN_REFCOUNT_LIMIT
 }
 
 /// Whether the current task was sent a fatal signal (it is being killed).
@@ -220,7 +237,9 @@ impl PinnedPages {
     /// Pins `npages` pages of the calling process at user address `uaddr` (page aligned), for a
     /// device to read them and, if `writable`, to write them.
     ///
-    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK` (or out of memory), with `EFAULT` if part of
+    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK` (or out of memory, or for a page pinned so
+    /// often already that its reference count nears overflow: [`PIN_REFCOUNT_LIMIT`]), with
+    /// `EFAULT` if part of
     /// the range is not mapped (or not writable, when `writable`) or it reaches the end of the
     /// address space, and with `EINTR` if the task gets a fatal signal meanwhile (checked between
     /// batches of `PIN_BATCH` pages, and whenever GUP gives up). Nothing stays pinned or
@@ -283,6 +302,13 @@ impl PinnedPages {
             this.pinned += got;
             pinned_vm(&this.mm).fetch_add(got as i64, Relaxed);
             PINNED_PAGES.fetch_add(got, Relaxed);
+            if this.pages[this.pinned - got..this.pinned]
+                .iter()
+                .any(|&p| pinned_too_often(p))
+            {
+                // `this` is dropped: everything unpinned and uncharged.
+                return Err(ENOMEM);
+            }
             // User space decides how many batches there are; a process being killed stops
             // pinning at once (GUP's fast path does not look at signals).
             crate::iommu::cond_resched();

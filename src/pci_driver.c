@@ -24,8 +24,15 @@
  */
 static int ioasid_pci_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
-	int ret = pci_enable_device(pdev);
+	int ret;
 
+	/*
+	 * Endpoints only, as vfio-pci: a bridge's bus mastering gates the DMA of
+	 * every device below it, which other contexts or kernel drivers may own.
+	 */
+	if (pdev->hdr_type != PCI_HEADER_TYPE_NORMAL)
+		return -EINVAL;
+	ret = pci_enable_device(pdev);
 	if (ret)
 		return ret;
 	pci_clear_master(pdev);

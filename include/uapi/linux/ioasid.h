@@ -196,7 +196,10 @@ struct ioasid_free {
  * Errors: the common ones, and
  *  EPERM: the caller lacks CAP_SYS_ADMIN; or the IOMMU cannot isolate the
  *	device's MSIs (no interrupt remapping) and the module was not loaded
- *	with allow_unsafe_interrupts=1.
+ *	with allow_unsafe_interrupts=1; or the device's IOMMU group lacks a
+ *	function of its slot that no ACS separates from it (a function
+ *	hot-added by a PCI rescan gets a group of its own), so the group
+ *	cannot isolate it.
  *  ENODEV: there is no such PCI device, it is not behind an IOMMU, or it is
  *	being removed.
  *  ENXIO: the device has no driver: it was not handed to the ioasid driver.
@@ -343,7 +346,9 @@ enum ioasid_map_flags {
  *	less one page is added.
  *  EFAULT: the memory cannot be pinned (not mapped, or not writable for
  *	IOASID_MAP_WRITE).
- *  ENOMEM: RLIMIT_MEMLOCK would be exceeded, or out of memory.
+ *  ENOMEM: RLIMIT_MEMLOCK would be exceeded, out of memory, or a page of
+ *	the range is pinned so often already (mapped many times over) that
+ *	one more pin could overflow its reference count.
  *  EINTR: a fatal signal arrived while the memory was being pinned.
  */
 struct ioasid_map {

@@ -1746,7 +1746,9 @@ static int group_of(const char *bdf)
  * found by a rescan (pci_device_add -> device_add -> IOMMU probe) before
  * pci_scan_slot() sets its multifunction flag, so pci_device_group() does not
  * look for the function-0 alias and 06.1 gets a new group of its own: B binds
- * it while A owns 06.0. ioasid trusts the group and hands it out.
+ * it while A owns 06.0. ioasid trusted the group and handed it out; now it
+ * checks the slot at bind and refuses either function (EPERM) while the split
+ * lasts.
  */
 static void hot_add_case(struct __test_metadata *_metadata, const char *keep, const char *gone,
 			 int regroup)
@@ -1780,12 +1782,14 @@ static void hot_add_case(struct __test_metadata *_metadata, const char *keep, co
 	g0 = group_of(keep);
 	g1 = group_of(gone);
 	TH_LOG("after the hot-add: %s in group %d, %s in group %d", keep, g0, gone, g1);
-	/* The re-enumerated device is no more isolated from `keep` than before. */
-	EXPECT_EQ(g0, g1);
 	ASSERT_EQ(0, edu_setup(&e1, gone));
-	/* Another context cannot take a device that is not isolated from A's. */
+	/*
+	 * Another context cannot take a device that is not isolated from A's:
+	 * EBUSY while the group is whole (A owns it); EPERM when the rescan
+	 * split the slot's functions into two groups (nobody may bind either).
+	 */
 	ret = bind_dev(b, &e1, &db, NULL);
-	EXPECT_EQ(-EBUSY, ret);
+	EXPECT_EQ(g0 == g1 ? -EBUSY : -EPERM, ret);
 	if (!ret) {
 		/* B owns it: B's IOASID, B's memory, B's DMA, next to A's device. */
 		memset(bbuf, 0xb0, PAGE);
@@ -1807,14 +1811,20 @@ static void hot_add_case(struct __test_metadata *_metadata, const char *keep, co
 		EXPECT_EQ(0, edu_dma(&e0, EDU_BUF, IOVA_A + PAGE, PAGE, 1));
 		EXPECT_EQ(0x5e, buf[PAGE + 9]);
 	}
+	/* A itself gets the function only if it is in A's group. */
 	ret = bind_dev(a, &e1, &d1, NULL);
-	EXPECT_EQ(0, ret);
+	EXPECT_EQ(g0 == g1 ? 0 : -EPERM, ret);
 	if (!ret)
 		EXPECT_EQ(0, attach(a, d1, ioas));
 	close(a);
 	EXPECT_EQ(pins0, pins());
-	EXPECT_EQ(0, bind_dev(b, &e1, &db, NULL));
-	EXPECT_EQ(0, bind_dev(b, &e0, &db, NULL));
+	if (g0 == g1) {
+		EXPECT_EQ(0, bind_dev(b, &e1, &db, NULL));
+		EXPECT_EQ(0, bind_dev(b, &e0, &db, NULL));
+	} else {
+		/* Split: refused whichever function comes first. */
+		EXPECT_EQ(-EPERM, bind_dev(b, &e0, &db, NULL));
+	}
 	close(b);
 	edu_teardown(&e0);
 	edu_teardown(&e1);
@@ -1833,6 +1843,12 @@ static void hot_add_case(struct __test_metadata *_metadata, const char *keep, co
 	EXPECT_EQ(group_of(keep), group_of(gone));
 	EXPECT_TRUE(has_driver(keep, "ioasid"));
 	EXPECT_TRUE(has_driver(gone, "ioasid"));
+	/* Whole again: one context binds both. */
+	b = open("/dev/ioasid", O_RDWR);
+	ASSERT_LE(0, b);
+	EXPECT_EQ(0, bind_dev(b, &e0, &db, NULL));
+	EXPECT_EQ(0, bind_dev(b, &e1, &db, NULL));
+	close(b);
 }
 
 TEST_F_TIMEOUT(atk, hot_add_of_function_into_owned_group, 120)

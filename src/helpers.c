@@ -33,6 +33,11 @@ struct page *ioasid_pfn_to_page(unsigned long pfn)
 	return pfn_to_page(pfn);
 }
 
+unsigned long ioasid_totalram_pages(void)
+{
+	return totalram_pages();
+}
+
 void ioasid_init_list_head(struct list_head *list)
 {
 	INIT_LIST_HEAD(list);

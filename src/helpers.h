@@ -19,6 +19,7 @@ struct iommu_group;
 
 unsigned long ioasid_page_to_pfn(struct page *page);
 struct page *ioasid_pfn_to_page(unsigned long pfn);
+unsigned long ioasid_totalram_pages(void);
 void ioasid_init_list_head(struct list_head *list);
 void ioasid_cond_resched(void);
 void ioasid_group_clear_master(struct iommu_group *group);

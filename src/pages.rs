@@ -64,6 +64,8 @@ extern "C" {
     fn ioasid_page_to_pfn(page: *mut c_void) -> c_ulong;
     /// `pfn_to_page()`, from `src/helpers.c`.
     fn ioasid_pfn_to_page(pfn: c_ulong) -> *mut c_void;
+    /// `totalram_pages()`, from `src/helpers.c`: the pages of memory the kernel manages.
+    fn ioasid_totalram_pages() -> c_ulong;
     /// `get_current_user()`, from `src/helpers.c`: a new reference on the current task's user.
     fn ioasid_get_current_user() -> *mut bindings::user_struct;
     /// `&user->locked_vm`, from `src/helpers.c`.
@@ -401,7 +403,8 @@ impl PinnedPages {
     /// Pins `npages` pages of the calling process at user address `uaddr` (page aligned), for a
     /// device to read them and, if `writable`, to write them.
     ///
-    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK` (or out of memory), with `EFAULT` if part of
+    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK`, for more pages than the machine has (or out
+    /// of memory), with `EFAULT` if part of
     /// the range is not mapped (or not writable, when `writable`) or it reaches the end of the
     /// address space, and with `EINTR` if the task gets a fatal signal meanwhile (checked between
     /// batches of `PIN_BATCH` pages, and whenever GUP gives up). Nothing stays pinned or
@@ -416,6 +419,13 @@ impl PinnedPages {
             .ok_or(EFAULT)?;
         // The counters below are `i64`: refuse what they cannot count (an absurd size anyway).
         i64::try_from(npages).map_err(|_| ENOMEM)?;
+        // More pages than the machine has cannot all be pinned: refused before anything is
+        // charged, allocated or pinned (the page list that used to be allocated first refused
+        // such sizes too).
+        // SAFETY: `totalram_pages()` reads a counter, which is always allowed.
+        if npages > unsafe { ioasid_totalram_pages() } as usize {
+            return Err(ENOMEM);
+        }
         let task = current!();
         let mm = task.mm().ok_or(EFAULT)?;
         // Charged first, so that a request past the limit allocates nothing.
@@ -619,20 +629,24 @@ mod tests {
                 _ => RUN_MAX_PAGES,
             };
             let mut pages = KVec::with_capacity(len, GFP_KERNEL)?;
+            // Where each stretch of contiguous frames starts.
+            let mut breaks = KVec::new();
             let mut pfn = rng.below(1 << 30);
             let mut shift = 0usize;
             while pages.len() < len {
                 match rng.below(16) {
                     // A jump elsewhere, maybe to a 2 MiB boundary.
-                    0 => pfn = rng.below(1 << 30) & !(rng.below(2) * 511),
+                    0..=3 => pfn = rng.below(1 << 30) & !(rng.below(2) * 511),
                     // A step back, or the same frame again.
-                    1 => pfn = pfn.saturating_sub(rng.below(3)),
+                    4 => pfn = pfn.saturating_sub(rng.below(3)),
                     // The memory map is not contiguous here.
-                    2 => shift += STRIDE * (1 + rng.below(4) as usize),
+                    5 => shift += STRIDE * (1 + rng.below(4) as usize),
                     _ => {}
                 }
+                breaks.push(pages.len(), GFP_KERNEL)?;
                 // A stretch of contiguous frames.
-                let stretch = 1 + rng.below(700);
+                let longest = if rng.below(2) == 0 { 8 } else { 700 };
+                let stretch = 1 + rng.below(longest);
                 for _ in 0..stretch {
                     if pages.len() == len {
                         break;
@@ -648,10 +662,14 @@ mod tests {
             let mut b = RunBuilder::new(max_run);
             let mut done = 0;
             while done < len {
-                let nr = if rng.below(2) == 0 {
-                    PIN_BATCH
-                } else {
-                    1 + rng.below(600) as usize
+                let nr = match rng.below(3) {
+                    0 => PIN_BATCH,
+                    1 => 1 + rng.below(600) as usize,
+                    // Up to where the next stretch starts.
+                    _ => breaks
+                        .iter()
+                        .find(|&&k| k > done)
+                        .map_or(len - done, |&k| k - done),
                 }
                 .min(len - done);
                 b.reserve(nr)?;

@@ -33,6 +33,21 @@ struct page *ioasid_pfn_to_page(unsigned long pfn)
 	return pfn_to_page(pfn);
 }
 
+unsigned long ioasid_folio_pfn(struct folio *folio)
+{
+	return folio_pfn(folio);
+}
+
+unsigned long ioasid_folio_nr_pages(struct folio *folio)
+{
+	return folio_nr_pages(folio);
+}
+
+struct page *ioasid_folio_page(struct folio *folio, unsigned long n)
+{
+	return folio_page(folio, n);
+}
+
 unsigned long ioasid_totalram_pages(void)
 {
 	return totalram_pages();

@@ -66,6 +66,12 @@ extern "C" {
     fn ioasid_pfn_to_page(pfn: c_ulong) -> *mut c_void;
     /// `totalram_pages()`, from `src/helpers.c`: the pages of memory the kernel manages.
     fn ioasid_totalram_pages() -> c_ulong;
+    /// `folio_pfn()`, from `src/helpers.c`. `folio` is a `struct folio *`.
+    fn ioasid_folio_pfn(folio: *mut c_void) -> c_ulong;
+    /// `folio_nr_pages()`, from `src/helpers.c`.
+    fn ioasid_folio_nr_pages(folio: *mut c_void) -> c_ulong;
+    /// `folio_page(folio, n)`, from `src/helpers.c`: a `struct page *`.
+    fn ioasid_folio_page(folio: *mut c_void, n: c_ulong) -> *mut c_void;
     /// `get_current_user()`, from `src/helpers.c`: a new reference on the current task's user.
     fn ioasid_get_current_user() -> *mut bindings::user_struct;
     /// `&user->locked_vm`, from `src/helpers.c`.
@@ -318,6 +324,51 @@ impl RunBuilder {
         Ok(())
     }
 
+    /// Adds `n` pages from frame `pfn`, physically contiguous and with contiguous `struct page`s
+    /// from address `page` (the pages of one folio): as `n` calls of [`RunBuilder::add`], in
+    /// O(1 + n / max_run). Fails with `ENOMEM` if it needs more runs than there is room
+    /// reserved for, `EINVAL` if a frame number does not fit a [`Run`]; nothing changes then.
+    pub(crate) fn add_range(&mut self, pfn: u64, page: usize, n: usize) -> Result {
+        let stride = core::mem::size_of::<bindings::page>();
+        if n == 0 {
+            return Ok(());
+        }
+        let last_pfn = pfn.checked_add(n as u64 - 1).ok_or(EINVAL)?;
+        Run::new(last_pfn, 1).ok_or(EINVAL)?;
+        let last_page = page.checked_add((n - 1) * stride).ok_or(EINVAL)?;
+        // How many pages go into the last run, then how many new runs the rest needs.
+        let joined = match self.runs.last() {
+            Some(last)
+                if last.pfn() + last.npages() as u64 == pfn
+                    && self.last_page.checked_add(stride) == Some(page) =>
+            {
+                min(n, self.max_run - last.npages())
+            }
+            _ => 0,
+        };
+        let new_runs = (n - joined).div_ceil(self.max_run);
+        if self.runs.capacity() - self.runs.len() < new_runs {
+            return Err(ENOMEM);
+        }
+        if joined > 0 {
+            if let Some(last) = self.runs.last_mut() {
+                // At most `max_run` pages; the last frame fits (checked above).
+                *last = Run::new(last.pfn(), last.npages() + joined).ok_or(EINVAL)?;
+            }
+        }
+        let mut done = joined;
+        while done < n {
+            let take = min(n - done, self.max_run);
+            let run = Run::new(pfn + done as u64, take).ok_or(EINVAL)?;
+            // Room was checked above.
+            self.runs.push_within_capacity(run).map_err(|_| ENOMEM)?;
+            done += take;
+        }
+        // INVARIANT: the last page added is the last page of the last run.
+        self.last_page = last_page;
+        Ok(())
+    }
+
     /// The runs, in a vector of exactly their size: what the builder reserved ahead is given
     /// back (`krealloc` never shrinks a buffer: copied to a new one). Keeps the spare room if
     /// there is no memory for the copy.
@@ -390,6 +441,18 @@ unsafe fn unpin_run(run: Run, dirty: bool) {
     unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages() as c_ulong, dirty) };
 }
 
+/// Folios pinned per `memfd_pin_folios` call.
+const FOLIO_BATCH: usize = 64;
+
+/// The temporary buffer `memfd_pin_folios` writes one batch of folio pointers into.
+struct FolioBatch(KVec<*mut bindings::folio>);
+
+impl FolioBatch {
+    fn new(len: usize) -> Result<Self> {
+        Ok(FolioBatch(KVec::from_elem(null_mut(), len, GFP_KERNEL)?))
+    }
+}
+
 /// The temporary buffer GUP writes one batch of page pointers into.
 struct Batch(KVec<*mut bindings::page>);
 
@@ -417,7 +480,26 @@ impl PinnedPages {
             .checked_mul(PAGE_SIZE)
             .and_then(|len| uaddr.checked_add(len))
             .ok_or(EFAULT)?;
-        // The counters below are `i64`: refuse what they cannot count (an absurd size anyway).
+        let mut this = Self::charged(npages, writable)?;
+        // One batch of page pointers, reused for every batch (4 KiB), not kept.
+        let mut batch = Batch::new(min(npages, PIN_BATCH))?;
+        let mut builder = RunBuilder::new(RUN_MAX_PAGES);
+        let mut flags = bindings::FOLL_LONGTERM;
+        if writable {
+            flags |= bindings::FOLL_WRITE;
+        }
+        let ret = this.pin_batches(uaddr, npages, flags, &mut batch, &mut builder);
+        // INVARIANT: the runs of every page pinned so far, and only those (`pin_batches` adds
+        // each batch's pages to `builder` as soon as they are pinned, and `pinned` with them);
+        // on failure they are unpinned when `this` is dropped.
+        this.runs = builder.into_runs();
+        ret.map(|()| this)
+    }
+
+    /// Nothing pinned yet, `npages` charged to the current task's user, the current mm
+    /// recorded: what [`PinnedPages::pin`] and [`PinnedPages::pin_file`] start from.
+    fn charged(npages: usize, writable: bool) -> Result<Self> {
+        // The counters are `i64`: refuse what they cannot count (an absurd size anyway).
         i64::try_from(npages).map_err(|_| ENOMEM)?;
         // More pages than the machine has cannot all be pinned: refused before anything is
         // charged, allocated or pinned (the page list that used to be allocated first refused
@@ -430,28 +512,151 @@ impl PinnedPages {
         let mm = task.mm().ok_or(EFAULT)?;
         // Charged first, so that a request past the limit allocates nothing.
         let charge = UserCharge::charge(npages)?;
-        // One batch of page pointers, reused for every batch (4 KiB), not kept.
-        let mut batch = Batch::new(min(npages, PIN_BATCH))?;
-        let mut builder = RunBuilder::new(RUN_MAX_PAGES);
         // INVARIANT: nothing pinned yet, no runs; `charge` is for `npages` pages, which fits an
         // `i64` (checked above).
-        let mut this = PinnedPages {
+        Ok(PinnedPages {
             runs: KVVec::new(),
             pinned: 0,
             writable,
             mm: ARef::from(&**mm),
             _charge: charge,
-        };
-        let mut flags = bindings::FOLL_LONGTERM;
-        if writable {
-            flags |= bindings::FOLL_WRITE;
-        }
-        let ret = this.pin_batches(uaddr, npages, flags, &mut batch, &mut builder);
-        // INVARIANT: the runs of every page pinned so far, and only those (`pin_batches` adds
-        // each batch's pages to `builder` as soon as they are pinned, and `pinned` with them);
-        // on failure they are unpinned when `this` is dropped.
+        })
+    }
+
+    /// Pins `npages` pages of `file`, a memfd (shmem or hugetlbfs), from byte `offset` (page
+    /// aligned), with `memfd_pin_folios()`: the pages the file holds, whatever maps them (or
+    /// nothing), allocated if the file has none there yet. Accounted as [`PinnedPages::pin`]
+    /// accounts (to the calling task's user and mm).
+    ///
+    /// Fails as [`PinnedPages::pin`] does, and with `EINVAL` for a file that is not a memfd or
+    /// a range past its end. Nothing stays pinned or charged on failure. Called with no lock of
+    /// the module held. The caller checks that a `writable` pin goes through a descriptor open
+    /// for writing (a device must not write what the caller could not).
+    #[expect(
+        dead_code,
+        reason = "its caller, IOASID_MAP_FILE (issue 11 item 4), is not written yet"
+    )]
+    pub(crate) fn pin_file(
+        file: &kernel::fs::File,
+        offset: u64,
+        npages: usize,
+        writable: bool,
+    ) -> Result<Self> {
+        let len = (npages as u64)
+            .checked_mul(PAGE_SIZE as u64)
+            .filter(|&len| len > 0)
+            .ok_or(EINVAL)?;
+        // The last byte, as a file offset (`loff_t`).
+        let end = offset
+            .checked_add(len - 1)
+            .and_then(|end| i64::try_from(end).ok())
+            .ok_or(EINVAL)?;
+        let mut this = Self::charged(npages, writable)?;
+        let mut folios = FolioBatch::new(min(npages, FOLIO_BATCH))?;
+        let mut builder = RunBuilder::new(RUN_MAX_PAGES);
+        let ret = this.pin_folios(file, offset, end, &mut folios, &mut builder);
+        // INVARIANT: as in `pin`: the runs of every page pinned so far, and only those.
         this.runs = builder.into_runs();
         ret.map(|()| this)
+    }
+
+    /// Pins the folios of [`PinnedPages::pin_file`] a batch at a time, each folio's pages in
+    /// the range made one pin each (`memfd_pin_folios` pins a folio once) and added to
+    /// `builder`'s runs, and counted, before the next batch; stops at the first failure.
+    fn pin_folios(
+        &mut self,
+        file: &kernel::fs::File,
+        offset: u64,
+        end: i64,
+        folios: &mut FolioBatch,
+        builder: &mut RunBuilder,
+    ) -> Result {
+        let npages = ((end as u64 - offset) as usize >> PAGE_SHIFT) + 1;
+        while self.pinned < npages {
+            let start = offset + (self.pinned << PAGE_SHIFT) as u64;
+            let max = min(folios.0.len(), npages - self.pinned);
+            // A folio adds at most two runs (it extends the last one, then a new one).
+            builder.reserve(2 * max)?;
+            let mut first_offset: c_ulong = 0;
+            // SAFETY: `file` is a valid file; `folios` is valid for writes of `max` (at most
+            // its length) pointers; `start..=end` is a range of nonnegative file offsets.
+            let ret = unsafe {
+                bindings::memfd_pin_folios(
+                    file.as_ptr(),
+                    start as i64,
+                    end,
+                    folios.0.as_mut_ptr(),
+                    max as c_uint,
+                    &mut first_offset,
+                )
+            };
+            let got = match usize::try_from(ret) {
+                Ok(got) if got > 0 => min(got, max),
+                _ if fatal_signal_pending() => return Err(EINTR),
+                _ if ret < 0 => return Err(Error::from_errno(ret as c_int)),
+                _ => return Err(EFAULT),
+            };
+            for k in 0..got {
+                let folio = folios.0[k];
+                // SAFETY: `folio` was pinned by the call above: a valid folio.
+                let (pfn, nr) = unsafe {
+                    (
+                        ioasid_folio_pfn(folio.cast()),
+                        ioasid_folio_nr_pages(folio.cast()),
+                    )
+                };
+                // The first folio may start before `start`.
+                let skip = if k == 0 {
+                    first_offset as usize >> PAGE_SHIFT
+                } else {
+                    0
+                };
+                let n = min(nr.saturating_sub(skip), npages - self.pinned);
+                // SAFETY: page `skip` of the folio, which has more than `skip` pages (`n` > 0
+                // below, or nothing is read).
+                let page = unsafe { ioasid_folio_page(folio.cast(), skip as c_ulong) } as usize;
+                // One pin per page, as `pin_user_pages` would have taken: the folio holds one.
+                let added = if n > 1 {
+                    // SAFETY: `folio` holds a pin taken above.
+                    unsafe { bindings::folio_add_pins(folio, (n - 1) as c_uint) }
+                } else {
+                    0
+                };
+                if n == 0
+                    || added != 0
+                    || builder
+                        .add_range(pfn as u64 + skip as u64, page, n)
+                        .is_err()
+                {
+                    if added == 0 && n > 1 {
+                        // SAFETY: the pins added above are released, once, here.
+                        unsafe {
+                            bindings::unpin_user_page_range_dirty_lock(
+                                page as *mut bindings::page,
+                                (n - 1) as c_ulong,
+                                false,
+                            )
+                        };
+                    }
+                    // SAFETY: `folios[k..got]` each hold the one pin `memfd_pin_folios` took
+                    // and are in no run: released once, here.
+                    unsafe {
+                        bindings::unpin_folios(folios.0.as_mut_ptr().add(k), (got - k) as c_ulong)
+                    };
+                    return Err(if added != 0 {
+                        Error::from_errno(added)
+                    } else {
+                        EINVAL
+                    });
+                }
+                self.count(n);
+            }
+            crate::iommu::cond_resched();
+            if self.pinned < npages && fatal_signal_pending() {
+                return Err(EINTR);
+            }
+        }
+        Ok(())
     }
 
     /// Pins the batches of [`PinnedPages::pin`], collapsing each into `builder`'s runs, and
@@ -707,6 +912,61 @@ mod tests {
         }
         // Both cases at batch boundaries were met.
         assert!(boundaries_inside_runs > 10 && boundaries_between_runs > 10);
+        Ok(())
+    }
+
+    /// Whole folios added at once (`add_range`, the memfd path) give the runs their pages added
+    /// one by one give, with short and long run limits; with too little room nothing changes.
+    #[test]
+    fn ranges_against_pages() -> Result {
+        let mut rng = Rng(0x6a09_e667_f3bc_c908);
+        for round in 0..200u64 {
+            let max_run = match round % 4 {
+                0 => 1 + rng.below(5) as usize,
+                1 => 512,
+                _ => RUN_MAX_PAGES,
+            };
+            let mut by_range = RunBuilder::new(max_run);
+            let mut by_page = RunBuilder::new(max_run);
+            let mut pfn = rng.below(1 << 30);
+            let mut shift = 0usize;
+            for _ in 0..1 + rng.below(40) {
+                match rng.below(4) {
+                    0 => pfn = rng.below(1 << 30),
+                    1 => shift += STRIDE,
+                    _ => {}
+                }
+                let n = match rng.below(3) {
+                    0 => 1,
+                    1 => 512,
+                    _ => 1 + rng.below(2000) as usize,
+                };
+                let page = 0x1000_0000 + pfn as usize * STRIDE + shift;
+                by_range.reserve(n)?;
+                by_page.reserve(n)?;
+                by_range.add_range(pfn, page, n)?;
+                for j in 0..n {
+                    by_page.add(pfn + j as u64, page + j * STRIDE)?;
+                }
+                pfn += n as u64;
+            }
+            let a = by_range.into_runs();
+            let b = by_page.into_runs();
+            assert_eq!(a.len(), b.len());
+            assert!(a.iter().zip(b.iter()).all(|(x, y)| x == y));
+        }
+        let mut b = RunBuilder::new(4);
+        b.reserve(1)?;
+        assert_eq!(b.add_range(10, STRIDE * 10, 5), Err(ENOMEM));
+        b.add_range(10, STRIDE * 10, 3)?;
+        assert_eq!(b.add_range(13, STRIDE * 13, 3), Err(ENOMEM));
+        assert_eq!(b.add_range(1 << RUN_PFN_BITS, 0, 1), Err(EINVAL));
+        b.reserve(1)?;
+        b.add_range(13, STRIDE * 13, 3)?;
+        let runs = b.into_runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].pfn(), runs[0].npages()), (10, 4));
+        assert_eq!((runs[1].pfn(), runs[1].npages()), (14, 2));
         Ok(())
     }
 

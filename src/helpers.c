@@ -23,9 +23,34 @@
 #error "ioasid charges pinned memory to user_struct::locked_vm, which needs CONFIG_NET, CONFIG_IO_URING or CONFIG_IOMMUFD"
 #endif
 
-phys_addr_t ioasid_page_to_phys(struct page *page)
+unsigned long ioasid_page_to_pfn(struct page *page)
 {
-	return page_to_phys(page);
+	return page_to_pfn(page);
+}
+
+struct page *ioasid_pfn_to_page(unsigned long pfn)
+{
+	return pfn_to_page(pfn);
+}
+
+unsigned long ioasid_folio_pfn(struct folio *folio)
+{
+	return folio_pfn(folio);
+}
+
+unsigned long ioasid_folio_nr_pages(struct folio *folio)
+{
+	return folio_nr_pages(folio);
+}
+
+struct page *ioasid_folio_page(struct folio *folio, unsigned long n)
+{
+	return folio_page(folio, n);
+}
+
+unsigned long ioasid_totalram_pages(void)
+{
+	return totalram_pages();
 }
 
 void ioasid_init_list_head(struct list_head *list)

@@ -17,7 +17,13 @@ struct page;
 struct pci_dev;
 struct iommu_group;
 
-phys_addr_t ioasid_page_to_phys(struct page *page);
+unsigned long ioasid_page_to_pfn(struct page *page);
+struct page *ioasid_pfn_to_page(unsigned long pfn);
+unsigned long ioasid_totalram_pages(void);
+struct folio;
+unsigned long ioasid_folio_pfn(struct folio *folio);
+unsigned long ioasid_folio_nr_pages(struct folio *folio);
+struct page *ioasid_folio_page(struct folio *folio, unsigned long n);
 void ioasid_init_list_head(struct list_head *list);
 void ioasid_cond_resched(void);
 void ioasid_group_clear_master(struct iommu_group *group);

@@ -52,7 +52,10 @@ use crate::{
         IovaNode,
         IovaTree, //
     },
-    pages::PinnedPages, //
+    pages::{
+        PinnedPages,
+        Run, //
+    },
 };
 
 /// The serial number of the next area: tells a mapping from a later one at the same IOVA.
@@ -707,37 +710,41 @@ impl Drop for IoPageTable {
     }
 }
 
-/// Calls `f(iova, paddr, pgsize, count)` for every segment of `area` mapped at `iova` in a
-/// domain with page sizes `bitmap`, in order, up to `limit` bytes of the area; stops at the
+/// Calls `f(iova, paddr, pgsize, count)` for every segment of the pages `runs` mapped at `iova`
+/// in a domain with page sizes `bitmap`, in order, up to `limit` bytes of them; stops at the
 /// first error.
+///
+/// Runs that follow each other physically (a contiguous range longer than a [`Run`] holds, or
+/// split where the memory map is not contiguous) are taken together, so that the segments are
+/// those of the maximal physically contiguous ranges, page by page.
 fn map_segments(
     iova: u64,
-    area: &Area,
+    runs: &[Run],
     bitmap: u64,
     limit: u64,
     mut f: impl FnMut(u64, u64, u64, u64) -> Result,
 ) -> Result {
-    let page = PAGE_SIZE as u64;
-    let n = area.pages.len();
+    // The byte offset in the area of the next range, and the index of its first run.
+    let mut at: u64 = 0;
     let mut i = 0;
-    while i < n && (i as u64) * page < limit {
-        // A physically contiguous run of pages...
-        let start = area.pages.phys(i);
-        let mut j = i + 1;
-        while j < n && area.pages.phys(j) == start + (j - i) as u64 * page {
-            j += 1;
+    while i < runs.len() && at < limit {
+        // A physically contiguous range of pages...
+        let start = runs[i].phys();
+        let mut len = runs[i].bytes();
+        i += 1;
+        while i < runs.len() && runs[i].phys() == start + len {
+            len += runs[i].bytes();
+            i += 1;
         }
         // ...split into segments of one page size each.
-        let run = (j - i) as u64 * page;
         let mut off = 0;
-        while off < run && (i as u64) * page + off < limit {
+        while off < len && at + off < limit {
             let (pgsize, count) =
-                segment(iova + i as u64 * page + off, start + off, run - off, bitmap)
-                    .ok_or(EINVAL)?;
-            f(iova + i as u64 * page + off, start + off, pgsize, count)?;
+                segment(iova + at + off, start + off, len - off, bitmap).ok_or(EINVAL)?;
+            f(iova + at + off, start + off, pgsize, count)?;
             off += pgsize * count;
         }
-        i = j;
+        at += len;
         cond_resched();
     }
     Ok(())
@@ -750,7 +757,7 @@ fn map_area(domain: &Domain, iova: u64, area: &Area) -> core::result::Result<(),
     let mut mapped = 0;
     let ret = map_segments(
         iova,
-        area,
+        area.pages.runs(),
         domain.pgsize_bitmap(),
         area.length(),
         |va, pa, pg, count| {
@@ -799,7 +806,7 @@ fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) -> bool {
     let unmapped = timed(2, || unsafe { domain.unmap(iova, size) });
     let _ = map_segments(
         iova,
-        area,
+        area.pages.runs(),
         domain.pgsize_bitmap(),
         length,
         |_, _, pg, count| {
@@ -1026,6 +1033,142 @@ mod tests {
                 }
                 assert!(tree.check());
                 assert_eq!(tree.len(), model.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// The segments as `map_segments` computed them from a page list, before runs: the
+    /// reference.
+    fn ref_map_segments(
+        iova: u64,
+        phys: &[u64],
+        bitmap: u64,
+        limit: u64,
+        out: &mut KVec<(u64, u64, u64, u64)>,
+    ) -> Result {
+        let n = phys.len();
+        let mut i = 0;
+        while i < n && (i as u64) * PAGE < limit {
+            let start = phys[i];
+            let mut j = i + 1;
+            while j < n && phys[j] == start + (j - i) as u64 * PAGE {
+                j += 1;
+            }
+            let run = (j - i) as u64 * PAGE;
+            let mut off = 0;
+            while off < run && (i as u64) * PAGE + off < limit {
+                let (pgsize, count) =
+                    segment(iova + i as u64 * PAGE + off, start + off, run - off, bitmap)
+                        .ok_or(EINVAL)?;
+                out.push(
+                    (iova + i as u64 * PAGE + off, start + off, pgsize, count),
+                    GFP_KERNEL,
+                )?;
+                off += pgsize * count;
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// `map_segments` over runs gives the segments the per-page computation gave, for random
+    /// mixes of 4 KiB pages, 2 MiB and 1 GiB huge pages (whole or cut), contiguous or not, at
+    /// IOVAs aligned or not, with the page sizes of several IOMMUs, whole or up to a limit, and
+    /// with runs cut short (as at the end of a run's capacity or of a memory map section).
+    #[test]
+    fn map_segments_over_runs_against_pages() -> Result {
+        use crate::pages::RunBuilder;
+        const M2: u64 = 512;
+        const G1: u64 = 512 * 512;
+        let stride = core::mem::size_of::<kernel::bindings::page>();
+        let bitmaps = [
+            PAGE | 0x20_0000 | 0x4000_0000,
+            PAGE,
+            PAGE | 0x20_0000,
+            PAGE | 0x1_0000 | 0x20_0000 | 0x2000_0000,
+            u64::MAX << 12,
+        ];
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        for round in 0..120u64 {
+            let mut pfns: KVec<u64> = KVec::new();
+            let mut pfn = rng.below(1 << 26);
+            // One round in ten maps a whole 1 GiB page, and some more.
+            let target = if round % 10 == 0 {
+                G1 + 700
+            } else {
+                1 + rng.below(4000)
+            };
+            while (pfns.len() as u64) < target {
+                let n = match rng.below(6) {
+                    // A 1 GiB page first.
+                    _ if round % 10 == 0 && pfns.is_empty() => {
+                        pfn = (1 + rng.below(64)) * G1;
+                        G1
+                    }
+                    // A 2 MiB page, aligned, whole or from somewhere inside it.
+                    0 | 1 => {
+                        pfn = rng.below(1 << 18) * M2;
+                        if rng.below(3) == 0 {
+                            let skip = rng.below(M2);
+                            pfn += skip;
+                            M2 - skip
+                        } else {
+                            M2
+                        }
+                    }
+                    // 4 KiB pages, going on from the last frame, or elsewhere.
+                    3 => 1 + rng.below(40),
+                    _ => {
+                        pfn = rng.below(1 << 26);
+                        1 + rng.below(3)
+                    }
+                };
+                for _ in 0..n.min(target - pfns.len() as u64) {
+                    pfns.push(pfn, GFP_KERNEL)?;
+                    pfn += 1;
+                }
+            }
+            let phys: KVec<u64> = {
+                let mut v = KVec::with_capacity(pfns.len(), GFP_KERNEL)?;
+                for &p in pfns.iter() {
+                    v.push(p * PAGE, GFP_KERNEL)?;
+                }
+                v
+            };
+            let max_run = if round % 3 == 0 {
+                1 + rng.below(600) as usize
+            } else {
+                usize::MAX
+            };
+            let mut b = RunBuilder::new(max_run);
+            b.reserve(pfns.len())?;
+            for &p in pfns.iter() {
+                b.add(p, 0x1000_0000 + p as usize * stride)?;
+            }
+            let runs = b.into_runs();
+            let len = pfns.len() as u64 * PAGE;
+            for &bitmap in bitmaps.iter() {
+                let iova = match rng.below(4) {
+                    0 => rng.below(1 << 20) * PAGE,
+                    1 => rng.below(1 << 10) * 0x20_0000 + (pfns[0] % M2) * PAGE,
+                    2 => rng.below(1 << 4) * 0x4000_0000 + (pfns[0] % G1) * PAGE,
+                    _ => 0x4000_0000,
+                };
+                let limit = if rng.below(2) == 0 {
+                    len
+                } else {
+                    (1 + rng.below(pfns.len() as u64)) * PAGE
+                };
+                let mut expect = KVec::new();
+                ref_map_segments(iova, &phys, bitmap, limit, &mut expect)?;
+                let mut got = KVec::new();
+                map_segments(iova, &runs, bitmap, limit, |va, pa, pg, count| {
+                    got.push((va, pa, pg, count), GFP_KERNEL)?;
+                    Ok(())
+                })?;
+                assert_eq!(got.len(), expect.len());
+                assert!(got.iter().zip(expect.iter()).all(|(a, b)| a == b));
             }
         }
         Ok(())

@@ -7,6 +7,14 @@
 //! (marking them dirty if the device could write them), in whatever task that happens. Callers
 //! must have removed every IOMMU mapping of the pages, with the IOTLB flushed, before dropping it.
 //!
+//! The pages are kept as [`Run`]s of physically contiguous pages, 8 bytes each, merged as they
+//! are pinned: 1 GiB of 4 KiB pages scattered in memory costs what a page list would (8 bytes a
+//! page), 1 GiB of 2 MiB hugetlb at most 512 runs and often one, 1 GiB of 1 GiB hugetlb one run.
+//! GUP still hands out one `struct page *` per 4 KiB page, into a temporary buffer of one batch
+//! that is collapsed into runs ([`RunBuilder`]) and reused for the next batch; the pages are
+//! unpinned a run at a time with `unpin_user_page_range_dirty_lock`, which releases each folio's
+//! pins at once.
+//!
 //! The pages are accounted as upstream iommufd does by default:
 //!
 //! - they are charged to the calling task's *user* (`user_struct::locked_vm`, the counter that
@@ -52,8 +60,18 @@ use kernel::{
 };
 
 extern "C" {
-    /// `page_to_phys()`, from `src/helpers.c`. `page` is a `struct page *`.
-    fn ioasid_page_to_phys(page: *mut c_void) -> bindings::phys_addr_t;
+    /// `page_to_pfn()`, from `src/helpers.c`.
+    fn ioasid_page_to_pfn(page: *mut c_void) -> c_ulong;
+    /// `pfn_to_page()`, from `src/helpers.c`.
+    fn ioasid_pfn_to_page(pfn: c_ulong) -> *mut c_void;
+    /// `totalram_pages()`, from `src/helpers.c`: the pages of memory the kernel manages.
+    fn ioasid_totalram_pages() -> c_ulong;
+    /// `folio_pfn()`, from `src/helpers.c`. `folio` is a `struct folio *`.
+    fn ioasid_folio_pfn(folio: *mut c_void) -> c_ulong;
+    /// `folio_nr_pages()`, from `src/helpers.c`.
+    fn ioasid_folio_nr_pages(folio: *mut c_void) -> c_ulong;
+    /// `folio_page(folio, n)`, from `src/helpers.c`: a `struct page *`.
+    fn ioasid_folio_page(folio: *mut c_void, n: c_ulong) -> *mut c_void;
     /// `get_current_user()`, from `src/helpers.c`: a new reference on the current task's user.
     fn ioasid_get_current_user() -> *mut bindings::user_struct;
     /// `&user->locked_vm`, from `src/helpers.c`.
@@ -64,7 +82,8 @@ extern "C" {
     fn ioasid_rlimit(limit: c_uint) -> c_ulong;
     /// `fatal_signal_pending(current)`, from `src/helpers.c`.
     fn ioasid_fatal_signal_pending() -> bool;
-    /// `folio_ref_count(page_folio(page))`, from `src/helpers.c`. `page` is a `struct page *`.
+    /// `folio_ref_count(page_folio(page))`, from `src/helpers.c`. `page` is a `struct page *`
+    /// (or a `struct folio *`, whose head page it is).
     fn ioasid_page_refcount(page: *mut c_void) -> c_int;
 }
 
@@ -76,10 +95,11 @@ extern "C" {
 /// (`PIN_BATCH` pins of one page add at most 2^19) and for the kernel's other users.
 const PIN_REFCOUNT_LIMIT: c_int = 1 << 30;
 
-/// Whether one more pin of `page`, which the caller holds pinned, could overflow its count.
-fn pinned_too_often(page: *mut bindings::page) -> bool {
+/// Whether one more pin of `page` (a `struct page *` or `struct folio *`), which the caller
+/// holds pinned, could overflow its count.
+fn pinned_too_often(page: *mut c_void) -> bool {
     // SAFETY: `page` is pinned by the caller, so it and its folio stay valid.
-    let count = unsafe { ioasid_page_refcount(page.cast()) };
+    let count = unsafe { ioasid_page_refcount(page) };
     count > PIN_REFCOUNT_LIMIT
 }
 
@@ -209,16 +229,200 @@ fn pinned_vm(mm: &Mm) -> &Atomic<i64> {
     unsafe { Atomic::from_ptr(counter.cast::<i64>()) }
 }
 
+/// The bits of a [`Run`] that hold its page count.
+const RUN_COUNT_BITS: u32 = 24;
+
+/// The most pages one [`Run`] holds (64 GiB less a page, of 4 KiB pages); a longer contiguous
+/// range takes several runs.
+pub(crate) const RUN_MAX_PAGES: usize = (1 << RUN_COUNT_BITS) - 1;
+
+/// The bits of a [`Run`] that hold its first page frame number: 40, enough for the 52-bit
+/// physical addresses of x86_64 and arm64 with 4 KiB pages (and more with larger pages).
+const RUN_PFN_BITS: u32 = u64::BITS - RUN_COUNT_BITS;
+
+/// A run of physically contiguous pages: its first page frame number and its page count,
+/// packed in 8 bytes (the size of the page pointer per 4 KiB page it replaces).
+///
+/// # Invariants
+///
+/// The count is between 1 and [`RUN_MAX_PAGES`]; the frame number fits [`RUN_PFN_BITS`] bits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Run(u64);
+
+impl Run {
+    /// The run of `npages` pages from frame `pfn`, if `npages` is between 1 and
+    /// [`RUN_MAX_PAGES`] and `pfn` fits [`RUN_PFN_BITS`] bits.
+    pub(crate) fn new(pfn: u64, npages: usize) -> Option<Self> {
+        if npages == 0 || npages > RUN_MAX_PAGES || pfn >> RUN_PFN_BITS != 0 {
+            return None;
+        }
+        // INVARIANT: checked above.
+        Some(Run((pfn << RUN_COUNT_BITS) | npages as u64))
+    }
+
+    /// The frame number of the first page.
+    pub(crate) fn pfn(self) -> u64 {
+        self.0 >> RUN_COUNT_BITS
+    }
+
+    /// The number of pages, at least 1.
+    pub(crate) fn npages(self) -> usize {
+        (self.0 & RUN_MAX_PAGES as u64) as usize
+    }
+
+    /// The physical address of the first page.
+    pub(crate) fn phys(self) -> u64 {
+        self.pfn() << PAGE_SHIFT
+    }
+
+    /// The length in bytes.
+    pub(crate) fn bytes(self) -> u64 {
+        self.npages() as u64 * PAGE_SIZE as u64
+    }
+}
+
+/// Collapses pages, handed over in order as (frame number, `struct page` address), into
+/// [`Run`]s: a page extends the last run if its frame follows the run's last frame, its
+/// `struct page` follows the run's last one in the memory map (so that `page + i` walks the run,
+/// as `unpin_user_page_range_dirty_lock` does, also where the memory map is not virtually
+/// contiguous) and the run is shorter than `max_run`; otherwise it starts a new run.
+///
+/// It never allocates: the caller reserves room for one run per page it is about to add.
+///
+/// # Invariants
+///
+/// `max_run` is between 1 and [`RUN_MAX_PAGES`]; if `runs` is not empty, `last_page` is the
+/// `struct page` address of the last page of its last run.
+pub(crate) struct RunBuilder {
+    runs: KVVec<Run>,
+    last_page: usize,
+    max_run: usize,
+}
+
+impl RunBuilder {
+    /// No runs, which will hold at most `max_run` pages each (clamped to `1..=RUN_MAX_PAGES`).
+    pub(crate) fn new(max_run: usize) -> Self {
+        // INVARIANT: clamped; no runs.
+        RunBuilder {
+            runs: KVVec::new(),
+            last_page: 0,
+            max_run: max_run.clamp(1, RUN_MAX_PAGES),
+        }
+    }
+
+    /// Makes room for `n` more runs: `add` then cannot fail for the next `n` pages. The memory
+    /// is charged to the caller's memory cgroup; no warning if there is none (user space decides
+    /// the sizes).
+    pub(crate) fn reserve(&mut self, n: usize) -> Result {
+        Ok(self.runs.reserve(n, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?)
+    }
+
+    /// Adds the page of frame `pfn` whose `struct page` is at address `page`. Fails with
+    /// `ENOMEM` if it needs a new run and there is no room reserved, and with `EINVAL` if the
+    /// frame number does not fit a [`Run`]; nothing changes then.
+    pub(crate) fn add(&mut self, pfn: u64, page: usize) -> Result {
+        let stride = core::mem::size_of::<bindings::page>();
+        if let Some(last) = self.runs.last_mut() {
+            let n = last.npages();
+            if n < self.max_run
+                && last.pfn().checked_add(n as u64) == Some(pfn)
+                && self.last_page.checked_add(stride) == Some(page)
+            {
+                // `n + 1` pages from the same frame: at most `max_run`, and the last frame
+                // fits since `pfn` is a frame of the run.
+                *last = Run::new(last.pfn(), n + 1).ok_or(EINVAL)?;
+                // INVARIANT: `page` is now the last page of the last run.
+                self.last_page = page;
+                return Ok(());
+            }
+        }
+        let run = Run::new(pfn, 1).ok_or(EINVAL)?;
+        self.runs.push_within_capacity(run).map_err(|_| ENOMEM)?;
+        // INVARIANT: `page` is the only page of the new last run.
+        self.last_page = page;
+        Ok(())
+    }
+
+    /// Adds `n` pages from frame `pfn`, physically contiguous and with contiguous `struct page`s
+    /// from address `page` (the pages of one folio): as `n` calls of [`RunBuilder::add`], in
+    /// O(1 + n / max_run). Fails with `ENOMEM` if it needs more runs than there is room
+    /// reserved for, `EINVAL` if a frame number does not fit a [`Run`]; nothing changes then.
+    pub(crate) fn add_range(&mut self, pfn: u64, page: usize, n: usize) -> Result {
+        let stride = core::mem::size_of::<bindings::page>();
+        if n == 0 {
+            return Ok(());
+        }
+        let last_pfn = pfn.checked_add(n as u64 - 1).ok_or(EINVAL)?;
+        Run::new(last_pfn, 1).ok_or(EINVAL)?;
+        let last_page = page.checked_add((n - 1) * stride).ok_or(EINVAL)?;
+        // How many pages go into the last run, then how many new runs the rest needs.
+        let joined = match self.runs.last() {
+            Some(last)
+                if last.pfn() + last.npages() as u64 == pfn
+                    && self.last_page.checked_add(stride) == Some(page) =>
+            {
+                min(n, self.max_run - last.npages())
+            }
+            _ => 0,
+        };
+        let new_runs = (n - joined).div_ceil(self.max_run);
+        if self.runs.capacity() - self.runs.len() < new_runs {
+            return Err(ENOMEM);
+        }
+        if joined > 0 {
+            if let Some(last) = self.runs.last_mut() {
+                // At most `max_run` pages; the last frame fits (checked above).
+                *last = Run::new(last.pfn(), last.npages() + joined).ok_or(EINVAL)?;
+            }
+        }
+        let mut done = joined;
+        while done < n {
+            let take = min(n - done, self.max_run);
+            let run = Run::new(pfn + done as u64, take).ok_or(EINVAL)?;
+            // Room was checked above.
+            self.runs.push_within_capacity(run).map_err(|_| ENOMEM)?;
+            done += take;
+        }
+        // INVARIANT: the last page added is the last page of the last run.
+        self.last_page = last_page;
+        Ok(())
+    }
+
+    /// The runs, in a vector of exactly their size: what the builder reserved ahead is given
+    /// back (`krealloc` never shrinks a buffer: copied to a new one). Keeps the spare room if
+    /// there is no memory for the copy.
+    pub(crate) fn into_runs(self) -> KVVec<Run> {
+        let runs = self.runs;
+        if runs.capacity() == runs.len() {
+            return runs;
+        }
+        let mut exact = match KVVec::with_capacity(runs.len(), GFP_KERNEL_ACCOUNT | __GFP_NOWARN) {
+            Ok(v) => v,
+            Err(_) => return runs,
+        };
+        for &r in runs.iter() {
+            // Room for all of them was made above.
+            if exact.push_within_capacity(r).is_err() {
+                return runs;
+            }
+        }
+        exact
+    }
+}
+
 /// User pages pinned for DMA and accounted (see the [module documentation](self)).
 ///
 /// # Invariants
 ///
-/// - Each of `pages[..pinned]` holds one `FOLL_PIN` pin taken by this value.
-/// - `pinned` pages are counted in `mm`'s `pinned_vm` and in [`PINNED_PAGES`], by this value.
-/// - `_charge` is the charge of `pages.len()` pages (none if the caller was exempt), at least
-///   `pinned`, and `pages.len()` fits an `i64`.
+/// - `runs` are runs of physically contiguous pages whose `struct page`s are contiguous in the
+///   memory map, in the order of the user addresses they were pinned at; each page of each run
+///   holds one `FOLL_PIN` pin taken by this value.
+/// - `pinned` is the sum of the runs' page counts; `pinned` pages are counted in `mm`'s
+///   `pinned_vm` and in [`PINNED_PAGES`], by this value.
+/// - `_charge` is the charge of the pages asked for (none if the caller was exempt), at least
+///   `pinned`, and that number fits an `i64`.
 pub(crate) struct PinnedPages {
-    pages: KVVec<*mut bindings::page>,
+    runs: KVVec<Run>,
     pinned: usize,
     writable: bool,
     /// The process's mm whose `pinned_vm` counts the pages, held with `mmgrab`.
@@ -227,19 +431,63 @@ pub(crate) struct PinnedPages {
     _charge: UserCharge,
 }
 
-// SAFETY: pinned pages may be unpinned from any task; the raw pointers are only handed to the
-// kernel's page functions.
+// SAFETY: pinned pages may be unpinned from any task; the runs are plain numbers.
 unsafe impl Send for PinnedPages {}
-// SAFETY: `&self` only reads the page pointers.
+// SAFETY: `&self` only reads the runs.
 unsafe impl Sync for PinnedPages {}
+
+/// The frame number of `page`, and the address of its `struct page` (which [`RunBuilder`]
+/// compares).
+fn page_pfn(page: *mut bindings::page) -> (u64, usize) {
+    // SAFETY: `page_to_pfn()` only computes with the pointer; callers pass pages that GUP
+    // pinned, valid `struct page`s.
+    let pfn = unsafe { ioasid_page_to_pfn(page.cast()) };
+    (pfn as u64, page as usize)
+}
+
+/// Releases the pins of `run`, marking its pages dirty first if `dirty`.
+///
+/// # Safety
+///
+/// Each page of `run` holds a `FOLL_PIN` pin that the caller owns and gives up here, and the
+/// run's `struct page`s are contiguous in the memory map.
+unsafe fn unpin_run(run: Run, dirty: bool) {
+    // SAFETY: the frame is a pinned, hence valid, page (safety contract).
+    let page = unsafe { ioasid_pfn_to_page(run.pfn() as c_ulong) }.cast();
+    // SAFETY: the run's pages are physically contiguous, and so are their `struct page`s (safety
+    // contract): `page + i` is page `i` of the run, as the function requires; each holds a pin
+    // the caller gives up, released once, here.
+    unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages() as c_ulong, dirty) };
+}
+
+/// Folios pinned per `memfd_pin_folios` call.
+const FOLIO_BATCH: usize = 64;
+
+/// The temporary buffer `memfd_pin_folios` writes one batch of folio pointers into.
+struct FolioBatch(KVec<*mut bindings::folio>);
+
+impl FolioBatch {
+    fn new(len: usize) -> Result<Self> {
+        Ok(FolioBatch(KVec::from_elem(null_mut(), len, GFP_KERNEL)?))
+    }
+}
+
+/// The temporary buffer GUP writes one batch of page pointers into.
+struct Batch(KVec<*mut bindings::page>);
+
+impl Batch {
+    fn new(len: usize) -> Result<Self> {
+        Ok(Batch(KVec::from_elem(null_mut(), len, GFP_KERNEL)?))
+    }
+}
 
 impl PinnedPages {
     /// Pins `npages` pages of the calling process at user address `uaddr` (page aligned), for a
     /// device to read them and, if `writable`, to write them.
     ///
-    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK` (or out of memory, or for a page pinned so
-    /// often already that its reference count nears overflow: [`PIN_REFCOUNT_LIMIT`]), with
-    /// `EFAULT` if part of
+    /// Fails with `ENOMEM` past `RLIMIT_MEMLOCK`, for more pages than the machine has, for a
+    /// page pinned so often already that its reference count nears overflow
+    /// ([`PIN_REFCOUNT_LIMIT`]) (or out of memory), with `EFAULT` if part of
     /// the range is not mapped (or not writable, when `writable`) or it reaches the end of the
     /// address space, and with `EINTR` if the task gets a fatal signal meanwhile (checked between
     /// batches of `PIN_BATCH` pages, and whenever GUP gives up). Nothing stays pinned or
@@ -252,71 +500,260 @@ impl PinnedPages {
             .checked_mul(PAGE_SIZE)
             .and_then(|len| uaddr.checked_add(len))
             .ok_or(EFAULT)?;
-        // The counters below are `i64`: refuse what they cannot count (an absurd size anyway).
-        i64::try_from(npages).map_err(|_| ENOMEM)?;
-        let task = current!();
-        let mm = task.mm().ok_or(EFAULT)?;
-        // Charged first, so that a request past the limit allocates nothing.
-        let charge = UserCharge::charge(npages)?;
-        // The size comes from user space: fail quietly if it is absurd.
-        let pages = KVVec::from_elem(null_mut(), npages, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
-        // INVARIANT: nothing pinned yet; `charge` is for `npages` = `pages.len()` pages, which
-        // fits an `i64` (checked above).
-        let mut this = PinnedPages {
-            pages,
-            pinned: 0,
-            writable,
-            mm: ARef::from(&**mm),
-            _charge: charge,
-        };
+        let mut this = Self::charged(npages, writable)?;
+        // One batch of page pointers, reused for every batch (4 KiB), not kept.
+        let mut batch = Batch::new(min(npages, PIN_BATCH))?;
+        let mut builder = RunBuilder::new(RUN_MAX_PAGES);
         let mut flags = bindings::FOLL_LONGTERM;
         if writable {
             flags |= bindings::FOLL_WRITE;
         }
-        while this.pinned < npages {
-            let nr = min(npages - this.pinned, PIN_BATCH);
-            // In bounds: `uaddr + npages * PAGE_SIZE` does not wrap (checked above).
-            let start = uaddr + this.pinned * PAGE_SIZE;
-            // SAFETY: `pages[pinned..pinned + nr]` is valid for writes of `nr` pointers;
-            // `pin_user_pages_fast` pins pages of the current task's memory.
+        let ret = this.pin_batches(uaddr, npages, flags, &mut batch, &mut builder);
+        // INVARIANT: the runs of every page pinned so far, and only those (`pin_batches` adds
+        // each batch's pages to `builder` as soon as they are pinned, and `pinned` with them);
+        // on failure they are unpinned when `this` is dropped.
+        this.runs = builder.into_runs();
+        ret.map(|()| this)
+    }
+
+    /// Nothing pinned yet, `npages` charged to the current task's user, the current mm
+    /// recorded: what [`PinnedPages::pin`] and [`PinnedPages::pin_file`] start from.
+    fn charged(npages: usize, writable: bool) -> Result<Self> {
+        // The counters are `i64`: refuse what they cannot count (an absurd size anyway).
+        i64::try_from(npages).map_err(|_| ENOMEM)?;
+        // More pages than the machine has cannot all be pinned: refused before anything is
+        // charged, allocated or pinned (the page list that used to be allocated first refused
+        // such sizes too).
+        // SAFETY: `totalram_pages()` reads a counter, which is always allowed.
+        if npages > unsafe { ioasid_totalram_pages() } as usize {
+            return Err(ENOMEM);
+        }
+        let task = current!();
+        let mm = task.mm().ok_or(EFAULT)?;
+        // Charged first, so that a request past the limit allocates nothing.
+        let charge = UserCharge::charge(npages)?;
+        // INVARIANT: nothing pinned yet, no runs; `charge` is for `npages` pages, which fits an
+        // `i64` (checked above).
+        Ok(PinnedPages {
+            runs: KVVec::new(),
+            pinned: 0,
+            writable,
+            mm: ARef::from(&**mm),
+            _charge: charge,
+        })
+    }
+
+    /// Pins `npages` pages of `file`, a memfd (shmem or hugetlbfs), from byte `offset` (page
+    /// aligned), with `memfd_pin_folios()`: the pages the file holds, whatever maps them (or
+    /// nothing), allocated if the file has none there yet. Accounted as [`PinnedPages::pin`]
+    /// accounts (to the calling task's user and mm).
+    ///
+    /// Fails as [`PinnedPages::pin`] does, and with `EINVAL` for a file that is not a memfd or
+    /// a range past its end. Nothing stays pinned or charged on failure. Called with no lock of
+    /// the module held. The caller checks that a `writable` pin goes through a descriptor open
+    /// for writing (a device must not write what the caller could not).
+    #[expect(
+        dead_code,
+        reason = "its caller, IOASID_MAP_FILE (issue 11 item 4), is not written yet"
+    )]
+    pub(crate) fn pin_file(
+        file: &kernel::fs::File,
+        offset: u64,
+        npages: usize,
+        writable: bool,
+    ) -> Result<Self> {
+        let len = (npages as u64)
+            .checked_mul(PAGE_SIZE as u64)
+            .filter(|&len| len > 0)
+            .ok_or(EINVAL)?;
+        // The last byte, as a file offset (`loff_t`).
+        let end = offset
+            .checked_add(len - 1)
+            .and_then(|end| i64::try_from(end).ok())
+            .ok_or(EINVAL)?;
+        let mut this = Self::charged(npages, writable)?;
+        let mut folios = FolioBatch::new(min(npages, FOLIO_BATCH))?;
+        let mut builder = RunBuilder::new(RUN_MAX_PAGES);
+        let ret = this.pin_folios(file, offset, end, &mut folios, &mut builder);
+        // INVARIANT: as in `pin`: the runs of every page pinned so far, and only those.
+        this.runs = builder.into_runs();
+        ret.map(|()| this)
+    }
+
+    /// Pins the folios of [`PinnedPages::pin_file`] a batch at a time, each folio's pages in
+    /// the range made one pin each (`memfd_pin_folios` pins a folio once) and added to
+    /// `builder`'s runs, and counted, before the next batch; stops at the first failure.
+    fn pin_folios(
+        &mut self,
+        file: &kernel::fs::File,
+        offset: u64,
+        end: i64,
+        folios: &mut FolioBatch,
+        builder: &mut RunBuilder,
+    ) -> Result {
+        let npages = ((end as u64 - offset) as usize >> PAGE_SHIFT) + 1;
+        while self.pinned < npages {
+            let start = offset + (self.pinned << PAGE_SHIFT) as u64;
+            let max = min(folios.0.len(), npages - self.pinned);
+            // A folio adds at most two runs (it extends the last one, then a new one).
+            builder.reserve(2 * max)?;
+            let mut first_offset: c_ulong = 0;
+            // SAFETY: `file` is a valid file; `folios` is valid for writes of `max` (at most
+            // its length) pointers; `start..=end` is a range of nonnegative file offsets.
             let ret = unsafe {
-                bindings::pin_user_pages_fast(
-                    start,
-                    nr as c_int,
-                    flags,
-                    this.pages.as_mut_ptr().add(this.pinned),
+                bindings::memfd_pin_folios(
+                    file.as_ptr(),
+                    start as i64,
+                    end,
+                    folios.0.as_mut_ptr(),
+                    max as c_uint,
+                    &mut first_offset,
                 )
             };
             let got = match usize::try_from(ret) {
-                Ok(got) if got > 0 => got,
+                Ok(got) if got > 0 => min(got, max),
+                _ if fatal_signal_pending() => return Err(EINTR),
+                _ if ret < 0 => return Err(Error::from_errno(ret as c_int)),
+                _ => return Err(EFAULT),
+            };
+            for k in 0..got {
+                let folio = folios.0[k];
+                // SAFETY: `folio` was pinned by the call above: a valid folio.
+                let (pfn, nr) = unsafe {
+                    (
+                        ioasid_folio_pfn(folio.cast()),
+                        ioasid_folio_nr_pages(folio.cast()),
+                    )
+                };
+                // The first folio may start before `start`.
+                let skip = if k == 0 {
+                    first_offset as usize >> PAGE_SHIFT
+                } else {
+                    0
+                };
+                let n = min(nr.saturating_sub(skip), npages - self.pinned);
+                // SAFETY: page `skip` of the folio, which has more than `skip` pages (`n` > 0
+                // below, or nothing is read).
+                let page = unsafe { ioasid_folio_page(folio.cast(), skip as c_ulong) } as usize;
+                // One pin per page, as `pin_user_pages` would have taken: the folio holds one.
+                let added = if n > 1 {
+                    // SAFETY: `folio` holds a pin taken above.
+                    unsafe { bindings::folio_add_pins(folio, (n - 1) as c_uint) }
+                } else {
+                    0
+                };
+                if n == 0
+                    || added != 0
+                    || builder
+                        .add_range(pfn as u64 + skip as u64, page, n)
+                        .is_err()
+                {
+                    if added == 0 && n > 1 {
+                        // SAFETY: the pins added above are released, once, here.
+                        unsafe {
+                            bindings::unpin_user_page_range_dirty_lock(
+                                page as *mut bindings::page,
+                                (n - 1) as c_ulong,
+                                false,
+                            )
+                        };
+                    }
+                    // SAFETY: `folios[k..got]` each hold the one pin `memfd_pin_folios` took
+                    // and are in no run: released once, here.
+                    unsafe {
+                        bindings::unpin_folios(folios.0.as_mut_ptr().add(k), (got - k) as c_ulong)
+                    };
+                    return Err(if added != 0 {
+                        Error::from_errno(added)
+                    } else {
+                        EINVAL
+                    });
+                }
+                self.count(n);
+            }
+            if folios.0[..got].iter().any(|&f| pinned_too_often(f.cast())) {
+                // What was pinned is unpinned when the caller drops `self`.
+                return Err(ENOMEM);
+            }
+            crate::iommu::cond_resched();
+            if self.pinned < npages && fatal_signal_pending() {
+                return Err(EINTR);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pins the batches of [`PinnedPages::pin`], collapsing each into `builder`'s runs, and
+    /// counting it, before the next; stops at the first failure.
+    fn pin_batches(
+        &mut self,
+        uaddr: usize,
+        npages: usize,
+        flags: c_uint,
+        batch: &mut Batch,
+        builder: &mut RunBuilder,
+    ) -> Result {
+        while self.pinned < npages {
+            let nr = min(npages - self.pinned, PIN_BATCH);
+            // Room for the runs of this batch before anything is pinned: recording them cannot
+            // fail then. The size comes from user space: fail quietly if it is absurd.
+            builder.reserve(nr)?;
+            // In bounds: `uaddr + npages * PAGE_SIZE` does not wrap (checked by `pin`).
+            let start = uaddr + self.pinned * PAGE_SIZE;
+            // SAFETY: `batch` is valid for writes of `nr` (at most its length) pointers;
+            // `pin_user_pages_fast` pins pages of the current task's memory.
+            let ret = unsafe {
+                bindings::pin_user_pages_fast(start, nr as c_int, flags, batch.0.as_mut_ptr())
+            };
+            let got = match usize::try_from(ret) {
+                Ok(got) if got > 0 => min(got, nr),
                 // A fault GUP waited on (userfaultfd, FUSE, swap) was cut short by a fatal
                 // signal: GUP says `EINTR`, `ERESTARTSYS` or `EFAULT` depending on where.
                 _ if fatal_signal_pending() => return Err(EINTR),
-                // `this` is dropped: what was pinned is unpinned, everything uncharged.
+                // What was pinned is unpinned when the caller drops `self`.
                 _ if ret < 0 => return Err(Error::from_errno(ret)),
                 _ => return Err(EFAULT),
             };
-            // INVARIANT: `got` more pages hold a pin now, and are counted now.
-            // `pin_user_pages_fast` pins at most `nr`, so `pinned` stays within `npages`, which
-            // fits an `i64`.
-            this.pinned += got;
-            pinned_vm(&this.mm).fetch_add(got as i64, Relaxed);
-            PINNED_PAGES.fetch_add(got, Relaxed);
-            if this.pages[this.pinned - got..this.pinned]
-                .iter()
-                .any(|&p| pinned_too_often(p))
-            {
-                // `this` is dropped: everything unpinned and uncharged.
+            for k in 0..got {
+                let (pfn, addr) = page_pfn(batch.0[k]);
+                if builder.add(pfn, addr).is_err() {
+                    // Not reached: room was reserved, and frame numbers fit 40 bits. Pages
+                    // `k..got` cannot be recorded: their pins go back now.
+                    // SAFETY: `batch[k..got]` were pinned by the call above and are in no
+                    // run: their pins are released once, here.
+                    unsafe {
+                        bindings::unpin_user_pages(
+                            batch.0.as_mut_ptr().add(k),
+                            (got - k) as c_ulong,
+                        )
+                    };
+                    self.count(k);
+                    return Err(EINVAL);
+                }
+            }
+            self.count(got);
+            if batch.0[..got].iter().any(|&p| pinned_too_often(p.cast())) {
+                // What was pinned is unpinned when the caller drops `self`.
                 return Err(ENOMEM);
             }
             // User space decides how many batches there are; a process being killed stops
             // pinning at once (GUP's fast path does not look at signals).
             crate::iommu::cond_resched();
-            if this.pinned < npages && fatal_signal_pending() {
+            if self.pinned < npages && fatal_signal_pending() {
                 return Err(EINTR);
             }
         }
-        Ok(this)
+        Ok(())
+    }
+
+    /// Counts `got` more pages, just recorded in the runs.
+    fn count(&mut self, got: usize) {
+        // INVARIANT: `got` more pages hold a pin and are in the runs. `pin_user_pages_fast`
+        // pins at most what is asked, so `pinned` stays within the pages asked for, which fit
+        // an `i64`.
+        self.pinned += got;
+        pinned_vm(&self.mm).fetch_add(got as i64, Relaxed);
+        PINNED_PAGES.fetch_add(got, Relaxed);
     }
 
     /// The number of pages.
@@ -324,11 +761,9 @@ impl PinnedPages {
         self.pinned
     }
 
-    /// The physical address of page `i`.
-    pub(crate) fn phys(&self, i: usize) -> u64 {
-        // SAFETY: `pages[i]` is a pinned, hence valid, page (type invariant; indexing panics
-        // past `pinned`, which the callers never pass).
-        unsafe { ioasid_page_to_phys(self.pages[..self.pinned][i].cast()) }
+    /// The runs of physically contiguous pages, in the order of the user addresses.
+    pub(crate) fn runs(&self) -> &[Run] {
+        &self.runs
     }
 }
 
@@ -337,18 +772,251 @@ impl Drop for PinnedPages {
         if self.pinned == 0 {
             return;
         }
-        // SAFETY: `pages[..pinned]` hold pins taken by this value (type invariant), released
-        // once, here. A device may have written them if they were mapped writable.
-        unsafe {
-            bindings::unpin_user_pages_dirty_lock(
-                self.pages.as_mut_ptr(),
-                self.pinned,
-                self.writable,
-            )
-        };
+        for (i, &run) in self.runs.iter().enumerate() {
+            // SAFETY: each page of each run holds a pin taken by this value, and the run's
+            // `struct page`s are contiguous (type invariant); each run is released once, here.
+            // A device may have written them if they were mapped writable.
+            unsafe { unpin_run(run, self.writable) };
+            // One run per page at worst, for 4 KiB pages scattered in memory.
+            if i % PIN_BATCH == PIN_BATCH - 1 {
+                crate::iommu::cond_resched();
+            }
+        }
         // The counts this value added (type invariant; `pinned` fits an `i64`). The user's
         // charge is returned after this, when `_charge` is dropped.
         pinned_vm(&self.mm).fetch_sub(self.pinned as i64, Relaxed);
         PINNED_PAGES.fetch_sub(self.pinned, Relaxed);
+    }
+}
+
+#[kunit_tests(ioasid_pages)]
+mod tests {
+    use super::*;
+
+    /// The size of a `struct page`: the distance between neighbours in the memory map.
+    const STRIDE: usize = core::mem::size_of::<bindings::page>();
+
+    /// A small xorshift generator: deterministic, so that a failure can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// The reference: the runs of the whole sequence at once, page by page, with the rule
+    /// written out plainly.
+    fn reference(pages: &[(u64, usize)], max_run: usize) -> Result<KVec<(u64, usize)>> {
+        let mut runs: KVec<(u64, usize)> = KVec::new();
+        for (k, &(pfn, addr)) in pages.iter().enumerate() {
+            let joins = k > 0 && {
+                let (prev_pfn, prev_addr) = pages[k - 1];
+                let (_, n) = runs[runs.len() - 1];
+                pfn == prev_pfn + 1 && addr == prev_addr + STRIDE && n < max_run
+            };
+            if joins {
+                let last = runs.len() - 1;
+                runs[last].1 += 1;
+            } else {
+                runs.push((pfn, 1), GFP_KERNEL)?;
+            }
+        }
+        Ok(runs)
+    }
+
+    #[test]
+    fn run_packs_and_refuses_what_does_not_fit() -> Result {
+        let r = Run::new((1 << RUN_PFN_BITS) - 1, RUN_MAX_PAGES).ok_or(EINVAL)?;
+        assert_eq!(r.pfn(), (1 << RUN_PFN_BITS) - 1);
+        assert_eq!(r.npages(), RUN_MAX_PAGES);
+        let r = Run::new(0x12345, 1).ok_or(EINVAL)?;
+        assert_eq!((r.pfn(), r.npages()), (0x12345, 1));
+        assert_eq!(r.phys(), 0x12345 << PAGE_SHIFT);
+        assert_eq!(r.bytes(), PAGE_SIZE as u64);
+        assert_eq!(core::mem::size_of::<Run>(), 8);
+        assert!(Run::new(0, 0).is_none());
+        assert!(Run::new(0, RUN_MAX_PAGES + 1).is_none());
+        assert!(Run::new(1 << RUN_PFN_BITS, 1).is_none());
+        Ok(())
+    }
+
+    /// Random sequences of frames (contiguous stretches, jumps, steps back, repeats, and
+    /// stretches contiguous in frames but not in the memory map), fed in batches as the pinning
+    /// loop does (of `PIN_BATCH` pages, or random sizes, so that runs both end and go on at
+    /// batch boundaries), with short and long run limits, against the reference.
+    #[test]
+    fn run_collapsing_against_reference() -> Result {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut boundaries_inside_runs = 0;
+        let mut boundaries_between_runs = 0;
+        for round in 0..150u64 {
+            let len = 1 + rng.below(3000) as usize;
+            let max_run = match round % 5 {
+                0 => 1,
+                1 => 1 + rng.below(8) as usize,
+                2 => 512,
+                _ => RUN_MAX_PAGES,
+            };
+            let mut pages = KVec::with_capacity(len, GFP_KERNEL)?;
+            // Where each stretch of contiguous frames starts.
+            let mut breaks = KVec::new();
+            let mut pfn = rng.below(1 << 30);
+            let mut shift = 0usize;
+            while pages.len() < len {
+                match rng.below(16) {
+                    // A jump elsewhere, maybe to a 2 MiB boundary.
+                    0..=3 => pfn = rng.below(1 << 30) & !(rng.below(2) * 511),
+                    // A step back, or the same frame again.
+                    4 => pfn = pfn.saturating_sub(rng.below(3)),
+                    // The memory map is not contiguous here.
+                    5 => shift += STRIDE * (1 + rng.below(4) as usize),
+                    _ => {}
+                }
+                breaks.push(pages.len(), GFP_KERNEL)?;
+                // A stretch of contiguous frames.
+                let longest = if rng.below(2) == 0 { 8 } else { 700 };
+                let stretch = 1 + rng.below(longest);
+                for _ in 0..stretch {
+                    if pages.len() == len {
+                        break;
+                    }
+                    pages.push(
+                        (pfn, 0x1000_0000 + pfn as usize * STRIDE + shift),
+                        GFP_KERNEL,
+                    )?;
+                    pfn += 1;
+                }
+            }
+            let expect = reference(&pages, max_run)?;
+            let mut b = RunBuilder::new(max_run);
+            let mut done = 0;
+            while done < len {
+                let nr = match rng.below(3) {
+                    0 => PIN_BATCH,
+                    1 => 1 + rng.below(600) as usize,
+                    // Up to where the next stretch starts.
+                    _ => breaks
+                        .iter()
+                        .find(|&&k| k > done)
+                        .map_or(len - done, |&k| k - done),
+                }
+                .min(len - done);
+                b.reserve(nr)?;
+                for &(pfn, addr) in &pages[done..done + nr] {
+                    b.add(pfn, addr)?;
+                }
+                done += nr;
+                if done < len {
+                    // Whether the next page continues the last run of this batch.
+                    let (pfn, addr) = pages[done];
+                    let (ppfn, paddr) = pages[done - 1];
+                    if pfn == ppfn + 1 && addr == paddr + STRIDE {
+                        boundaries_inside_runs += 1;
+                    } else {
+                        boundaries_between_runs += 1;
+                    }
+                }
+            }
+            let runs = b.into_runs();
+            assert_eq!(runs.capacity(), runs.len());
+            assert_eq!(runs.len(), expect.len());
+            for (r, &(pfn, n)) in runs.iter().zip(expect.iter()) {
+                assert_eq!((r.pfn(), r.npages()), (pfn, n));
+                assert!(r.npages() <= max_run);
+            }
+            // The runs give back the sequence, page by page.
+            let mut k = 0;
+            for r in runs.iter() {
+                for j in 0..r.npages() {
+                    assert_eq!(pages[k].0, r.pfn() + j as u64);
+                    k += 1;
+                }
+            }
+            assert_eq!(k, len);
+        }
+        // Both cases at batch boundaries were met.
+        assert!(boundaries_inside_runs > 10 && boundaries_between_runs > 10);
+        Ok(())
+    }
+
+    /// Whole folios added at once (`add_range`, the memfd path) give the runs their pages added
+    /// one by one give, with short and long run limits; with too little room nothing changes.
+    #[test]
+    fn ranges_against_pages() -> Result {
+        let mut rng = Rng(0x6a09_e667_f3bc_c908);
+        for round in 0..200u64 {
+            let max_run = match round % 4 {
+                0 => 1 + rng.below(5) as usize,
+                1 => 512,
+                _ => RUN_MAX_PAGES,
+            };
+            let mut by_range = RunBuilder::new(max_run);
+            let mut by_page = RunBuilder::new(max_run);
+            let mut pfn = rng.below(1 << 30);
+            let mut shift = 0usize;
+            for _ in 0..1 + rng.below(40) {
+                match rng.below(4) {
+                    0 => pfn = rng.below(1 << 30),
+                    1 => shift += STRIDE,
+                    _ => {}
+                }
+                let n = match rng.below(3) {
+                    0 => 1,
+                    1 => 512,
+                    _ => 1 + rng.below(2000) as usize,
+                };
+                let page = 0x1000_0000 + pfn as usize * STRIDE + shift;
+                by_range.reserve(n)?;
+                by_page.reserve(n)?;
+                by_range.add_range(pfn, page, n)?;
+                for j in 0..n {
+                    by_page.add(pfn + j as u64, page + j * STRIDE)?;
+                }
+                pfn += n as u64;
+            }
+            let a = by_range.into_runs();
+            let b = by_page.into_runs();
+            assert_eq!(a.len(), b.len());
+            assert!(a.iter().zip(b.iter()).all(|(x, y)| x == y));
+        }
+        let mut b = RunBuilder::new(4);
+        b.reserve(1)?;
+        assert_eq!(b.add_range(10, STRIDE * 10, 5), Err(ENOMEM));
+        b.add_range(10, STRIDE * 10, 3)?;
+        assert_eq!(b.add_range(13, STRIDE * 13, 3), Err(ENOMEM));
+        assert_eq!(b.add_range(1 << RUN_PFN_BITS, 0, 1), Err(EINVAL));
+        b.reserve(1)?;
+        b.add_range(13, STRIDE * 13, 3)?;
+        let runs = b.into_runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].pfn(), runs[0].npages()), (10, 4));
+        assert_eq!((runs[1].pfn(), runs[1].npages()), (14, 2));
+        Ok(())
+    }
+
+    /// A run that reaches its limit is followed by a new one, at a batch boundary too; adding
+    /// without room reserved fails and changes nothing.
+    #[test]
+    fn run_limits_and_room() -> Result {
+        let mut b = RunBuilder::new(4);
+        assert_eq!(b.add(7, STRIDE * 7), Err(ENOMEM));
+        b.reserve(4)?;
+        for pfn in 10..14u64 {
+            b.add(pfn, STRIDE * pfn as usize)?;
+        }
+        b.reserve(2)?;
+        for pfn in 14..16u64 {
+            b.add(pfn, STRIDE * pfn as usize)?;
+        }
+        assert_eq!(b.add((1 << RUN_PFN_BITS) + 16, STRIDE * 16), Err(EINVAL));
+        let runs = b.into_runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].pfn(), runs[0].npages()), (10, 4));
+        assert_eq!((runs[1].pfn(), runs[1].npages()), (14, 2));
+        Ok(())
     }
 }

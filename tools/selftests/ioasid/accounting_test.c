@@ -851,7 +851,7 @@ TEST(absurd_sizes_are_refused)
 			/* The whole space but one page, from a page in: its end is 2^64. */
 			CHECK(map_any(fd, ioasid, PAGE, top) == -ENOSPC);
 			CHECK(map_any(fd, ioasid, 0, top) == -ENOSPC);
-			/* Refused by the limit, or by the allocator for the page array. */
+			/* Refused by the limit, or as more memory than the machine has. */
 			CHECK(map_at(fd, ioasid, 0, top, PAGE, RW) == -ENOMEM);
 			/* Reaching the top of the address space: no user memory there. */
 			CHECK(map_at(fd, ioasid, (void *)(uintptr_t)PAGE, top, 0, RW) == -EFAULT);

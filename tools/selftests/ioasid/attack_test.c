@@ -1985,6 +1985,7 @@ TEST_F_TIMEOUT(atk, mremap_of_mapped_buffer, 60)
  */
 TEST_F_TIMEOUT(atk, pin_one_page_until_refcount_overflows, 600)
 {
+	const char *iommu = getenv("IOASID_IOMMU");
 	const size_t n = 60000;
 	int fd = open("/dev/ioasid", O_RDWR), memfd = memfd_create("ioasid-refcount", 0);
 	long pins0 = pins();
@@ -1994,6 +1995,12 @@ TEST_F_TIMEOUT(atk, pin_one_page_until_refcount_overflows, 600)
 	double t0 = now();
 	pid_t pid;
 
+	/* Pinning only, no device: one VM (intel) is enough; a minute per VM under TCG. */
+	if (iommu && strcmp(iommu, "intel")) {
+		close(fd);
+		close(memfd);
+		SKIP(return, "IOMMU-independent (pinning only): runs in the intel VM");
+	}
 	ASSERT_LE(0, fd);
 	ASSERT_LE(0, memfd);
 	ASSERT_EQ(0, ftruncate(memfd, PAGE));

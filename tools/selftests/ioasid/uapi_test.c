@@ -597,9 +597,19 @@ static long meminfo(const char *key)
 
 TEST(scale_100k_ioasids_and_memory_comes_back)
 {
+	const char *iommu = getenv("IOASID_IOMMU");
 	long slab0, slab1, slab2, avail0, avail2;
 	__u32 id;
 	int fd;
+
+	/*
+	 * No device, no IOMMU: the same in every VM of one architecture. It
+	 * runs in one VM per architecture (intel, smmuv3), to keep make check
+	 * short; anywhere else it runs when not under the VM runner.
+	 */
+	/* (The runner names the arm64 VM "smmuv": its pattern stops at the digit.) */
+	if (iommu && strcmp(iommu, "intel") && strncmp(iommu, "smmuv", 5))
+		SKIP(return, "IOMMU-independent: runs in the intel and smmuv3 VMs");
 
 	slab0 = meminfo("Slab");
 	avail0 = meminfo("MemAvailable");

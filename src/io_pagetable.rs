@@ -900,17 +900,7 @@ mod tests {
         Ok(())
     }
 
-    /// A small xorshift generator: deterministic, so that a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// The reference of [`find_iova`]: the same rule, by a linear walk over every IOVA of
     /// interest, of sorted areas in a vector.
@@ -954,6 +944,28 @@ mod tests {
     /// apertures, reserved regions and sizes, some of which need 2 MiB alignment; every area
     /// placed lies inside the aperture, outside reserved regions, clear of the others, congruent
     /// with its offset; then random removals.
+    /// Inserts `[s, l]` into both the tree (with value `v`) and the sorted reference `model`.
+    fn insert_both(
+        tree: &mut IovaTree<u64>,
+        model: &mut KVec<(u64, u64)>,
+        v: u64,
+        s: u64,
+        l: u64,
+    ) -> Result {
+        if tree.insert(IovaNode::new(v, GFP_KERNEL)?, s, l).is_err() {
+            return Err(EINVAL);
+        }
+        let i = model
+            .iter()
+            .position(|&(ms, _)| ms > s)
+            .unwrap_or(model.len());
+        model.reserve(1, GFP_KERNEL)?;
+        model
+            .insert_within_capacity(i, (s, l))
+            .map_err(|_| ENOMEM)?;
+        Ok(())
+    }
+
     #[test]
     fn placement_against_reference() -> Result {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -995,17 +1007,7 @@ mod tests {
                     if tree.overlaps(s, l) {
                         continue;
                     }
-                    if tree.insert(IovaNode::new(step, GFP_KERNEL)?, s, l).is_err() {
-                        return Err(EINVAL);
-                    }
-                    let i = model
-                        .iter()
-                        .position(|&(ms, _)| ms > s)
-                        .unwrap_or(model.len());
-                    model.reserve(1, GFP_KERNEL)?;
-                    model
-                        .insert_within_capacity(i, (s, l))
-                        .map_err(|_| ENOMEM)?;
+                    insert_both(&mut tree, &mut model, step, s, l)?;
                 } else {
                     let got = find_iova(&tree, aperture, &reserved, length, align, offset);
                     let expect = ref_find_iova(&model, aperture, &reserved, length, align, offset);
@@ -1014,17 +1016,7 @@ mod tests {
                     let l = s + (length - 1);
                     assert!(allowed(s, l, aperture, &reserved));
                     assert!(s != 0 && s % align == offset % align);
-                    if tree.insert(IovaNode::new(step, GFP_KERNEL)?, s, l).is_err() {
-                        return Err(EINVAL);
-                    }
-                    let i = model
-                        .iter()
-                        .position(|&(ms, _)| ms > s)
-                        .unwrap_or(model.len());
-                    model.reserve(1, GFP_KERNEL)?;
-                    model
-                        .insert_within_capacity(i, (s, l))
-                        .map_err(|_| ENOMEM)?;
+                    insert_both(&mut tree, &mut model, step, s, l)?;
                 }
                 if rng.below(3) == 0 && !model.is_empty() {
                     let i = rng.below(model.len() as u64) as usize;

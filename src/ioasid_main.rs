@@ -36,6 +36,8 @@ mod iova_tree;
 mod kvm;
 mod kvm_types;
 mod pages;
+#[cfg(CONFIG_KUNIT)]
+mod test_rng;
 mod test_seam;
 mod uapi;
 mod ucopy;

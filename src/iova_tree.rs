@@ -455,21 +455,7 @@ impl<'a, V> Iterator for Iter<'a, V> {
 mod tests {
     use super::*;
 
-    /// A small xorshift generator: deterministic, so that a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// The reference model: sorted, disjoint ranges in a vector, searched linearly.
     fn ref_free_run(model: &[(u64, u64, u64)], from: u64, to: u64, need: u64) -> Option<u64> {

@@ -796,17 +796,7 @@ mod tests {
     /// The size of a `struct page`: the distance between neighbours in the memory map.
     const STRIDE: usize = core::mem::size_of::<bindings::page>();
 
-    /// A small xorshift generator: deterministic, so that a failure can be replayed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// The reference: the runs of the whole sequence at once, page by page, with the rule
     /// written out plainly.

@@ -24,7 +24,10 @@
 //! because it takes a device away from the kernel.
 
 use kernel::{
-    fs::File,
+    fs::{
+        File,
+        LocalFile, //
+    },
     miscdevice::{
         MiscDevice,
         MiscDeviceRegistration, //
@@ -49,6 +52,7 @@ use crate::{
         DriverDevice,
         Owner, //
     },
+    io_pagetable::MapSource,
     ioasid::IoasidTable,
     iommu::{
         PROT_READ,
@@ -68,6 +72,7 @@ use crate::{
         ioasid_iova_range,
         ioasid_iova_ranges,
         ioasid_map,
+        ioasid_map_file,
         ioasid_unmap,
         ioasid_wbinvd, //
     },
@@ -164,7 +169,8 @@ impl Context {
             uapi::IOASID_CAP_IOASID
                 | uapi::IOASID_CAP_DEVICE
                 | uapi::IOASID_CAP_DMA
-                | uapi::IOASID_CAP_COHERENCY,
+                | uapi::IOASID_CAP_COHERENCY
+                | uapi::IOASID_CAP_MAP_FILE,
         );
         uarg.write(&cmd)?;
         Ok(0)
@@ -269,22 +275,32 @@ impl Context {
     /// `IOASID_MAP`: pins user memory and maps it into an IOASID.
     fn map(&self, arg: usize) -> Result<isize> {
         let (uarg, mut cmd) = UserArg::<ioasid_map>::read(arg)?;
-        let mut prot = 0;
-        if cmd.flags & uapi::IOASID_MAP_READ != 0 {
-            prot |= PROT_READ;
-        }
-        if cmd.flags & uapi::IOASID_MAP_WRITE != 0 {
-            prot |= PROT_WRITE;
-        }
-        if prot == 0 {
-            return Err(EINVAL);
-        }
+        let prot = map_prot(cmd.flags)?;
         let fixed = (cmd.flags & uapi::IOASID_MAP_FIXED_IOVA != 0).then_some(cmd.iova);
         let ioasid = self.ioasids.get(cmd.ioasid)?;
-        let mapped = ioasid.map(cmd.user_va, cmd.length, fixed, prot)?;
+        let mapped = ioasid.map(MapSource::Va(cmd.user_va), cmd.length, fixed, prot)?;
         cmd.iova = mapped.iova;
         if let Err(e) = uarg.write(&cmd) {
             // Exactly this mapping: another thread may have replaced it meanwhile.
+            ioasid.undo_map(mapped);
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    /// `IOASID_MAP_FILE`: pins pages of a shmem or hugetlbfs file and maps them into an IOASID.
+    fn map_file(&self, arg: usize) -> Result<isize> {
+        let (uarg, mut cmd) = UserArg::<ioasid_map_file>::read(arg)?;
+        let prot = map_prot(cmd.flags)?;
+        let fixed = (cmd.flags & uapi::IOASID_MAP_FIXED_IOVA != 0).then_some(cmd.iova);
+        let ioasid = self.ioasids.get(cmd.ioasid)?;
+        // A negative descriptor names no file.
+        let fd = u32::try_from(cmd.fd).map_err(|_| EBADF)?;
+        let file = LocalFile::fget(fd)?;
+        let mapped = ioasid.map(MapSource::File(file, cmd.start), cmd.length, fixed, prot)?;
+        cmd.iova = mapped.iova;
+        if let Err(e) = uarg.write(&cmd) {
+            // As in `map`.
             ioasid.undo_map(mapped);
             return Err(e);
         }
@@ -341,6 +357,21 @@ impl Context {
         self.coherency.execute_wbinvd()?;
         Ok(0)
     }
+}
+
+/// The IOMMU protection of `enum ioasid_map_flags` `flags`: `EINVAL` if it allows no access.
+fn map_prot(flags: u32) -> Result<i32> {
+    let mut prot = 0;
+    if flags & uapi::IOASID_MAP_READ != 0 {
+        prot |= PROT_READ;
+    }
+    if flags & uapi::IOASID_MAP_WRITE != 0 {
+        prot |= PROT_WRITE;
+    }
+    if prot == 0 {
+        return Err(EINVAL);
+    }
+    Ok(prot)
 }
 
 /// Writes the first `room` of `ranges` (all of them if they fit) to user space at `uptr`, as
@@ -401,6 +432,7 @@ impl MiscDevice for Context {
             uapi::IOASID_DEVICE_ATTACH => ctx.attach_device(arg),
             uapi::IOASID_DEVICE_DETACH => ctx.detach_device(arg),
             uapi::IOASID_MAP => ctx.map(arg),
+            uapi::IOASID_MAP_FILE => ctx.map_file(arg),
             uapi::IOASID_UNMAP => ctx.unmap(arg),
             uapi::IOASID_IOVA_RANGES => ctx.iova_ranges(arg),
             uapi::IOASID_DEVICE_GET_INFO => ctx.device_info(arg),

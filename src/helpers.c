@@ -4,6 +4,8 @@
  * and the kernel's Rust bindings do not export.
  */
 #include <linux/cred.h>
+#include <linux/fcntl.h>
+#include <linux/hugetlb.h>
 #include <linux/io.h>
 #include <linux/iommu.h>
 #include <linux/pci.h>
@@ -13,6 +15,7 @@
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/user.h>
+#include <linux/shmem_fs.h>
 
 #include "helpers.h"
 
@@ -157,4 +160,17 @@ int ioasid_page_refcount(struct page *page)
 bool ioasid_fatal_signal_pending(void)
 {
 	return fatal_signal_pending(current);
+}
+
+bool ioasid_file_write_sealed(struct file *file)
+{
+	unsigned int seals = 0;
+
+	if (shmem_file(file))
+		seals = READ_ONCE(SHMEM_I(file_inode(file))->seals);
+#ifdef CONFIG_HUGETLBFS
+	else if (is_file_hugepages(file))
+		seals = READ_ONCE(HUGETLBFS_I(file_inode(file))->seals);
+#endif
+	return seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE);
 }

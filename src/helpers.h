@@ -35,6 +35,9 @@ void ioasid_group_clear_master(struct iommu_group *group);
  */
 bool ioasid_pci_slot_split(struct pci_dev *pdev);
 int ioasid_page_refcount(struct page *page);
+struct file;
+/* Whether a shmem or hugetlbfs @file is sealed against writes. */
+bool ioasid_file_write_sealed(struct file *file);
 
 /* src/pci_driver.c: the ioasid PCI driver (its Rust half is src/driver.rs). */
 int ioasid_pci_driver_register(void);

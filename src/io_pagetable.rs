@@ -28,9 +28,11 @@
 
 use core::fmt;
 use kernel::{
+    fs::LocalFile,
     page::PAGE_SIZE,
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{
             Atomic,
             Relaxed, //
@@ -282,31 +284,49 @@ fn find_iova<V>(
     found.map(|s| s + (offset.wrapping_sub(s) & (align - 1)))
 }
 
-/// A checked `IOASID_MAP` request.
+/// Where the memory of a [`MapRequest`] comes from.
+pub(crate) enum MapSource {
+    /// The caller's memory from this user address (`IOASID_MAP`).
+    Va(u64),
+    /// The pages of a shmem or hugetlbfs file from this byte offset (`IOASID_MAP_FILE`).
+    File(ARef<LocalFile>, u64),
+}
+
+/// A checked `IOASID_MAP` or `IOASID_MAP_FILE` request.
 ///
 /// # Invariants
 ///
-/// `length` is a nonzero multiple of `PAGE_SIZE`; `user_va` is page aligned and
-/// `user_va + length - 1` does not wrap; so for a fixed `iova`, which is page aligned.
+/// `length` is a nonzero multiple of `PAGE_SIZE`; the start of `source` (a user address or a
+/// file offset) is page aligned and `start + length - 1` does not wrap; so for a fixed `iova`,
+/// which is page aligned.
 pub(crate) struct MapRequest {
-    user_va: u64,
+    source: MapSource,
     length: u64,
     iova: Option<u64>,
     prot: i32,
 }
 
 impl MapRequest {
-    /// A request to map `length` bytes of the caller's memory at `user_va` with `prot`, at
-    /// `iova` if given, else at an IOVA the kernel chooses.
+    /// A request to map `length` bytes of `source` with `prot`, at `iova` if given, else at an
+    /// IOVA the kernel chooses.
     ///
     /// Every number comes from user space and is checked here, before any arithmetic: `EINVAL`
     /// for a zero, unaligned or wrapping range.
-    pub(crate) fn new(user_va: u64, length: u64, iova: Option<u64>, prot: i32) -> Result<Self> {
+    pub(crate) fn new(
+        source: MapSource,
+        length: u64,
+        iova: Option<u64>,
+        prot: i32,
+    ) -> Result<Self> {
         let page = PAGE_SIZE as u64;
-        if length == 0 || length % page != 0 || user_va % page != 0 {
+        let start = match &source {
+            MapSource::Va(va) => *va,
+            MapSource::File(_, offset) => *offset,
+        };
+        if length == 0 || length % page != 0 || start % page != 0 {
             return Err(EINVAL);
         }
-        user_va.checked_add(length - 1).ok_or(EINVAL)?;
+        start.checked_add(length - 1).ok_or(EINVAL)?;
         if let Some(iova) = iova {
             if iova % page != 0 {
                 return Err(EINVAL);
@@ -315,11 +335,21 @@ impl MapRequest {
         }
         // INVARIANT: checked above.
         Ok(MapRequest {
-            user_va,
+            source,
             length,
             iova,
             prot,
         })
+    }
+
+    /// Where the memory starts in its source (a user address or a file offset): physically
+    /// contiguous memory is contiguous there too, so an IOVA placed at the same offset from an
+    /// alignment can be mapped with pages of that size.
+    fn start(&self) -> u64 {
+        match &self.source {
+            MapSource::Va(va) => *va,
+            MapSource::File(_, offset) => *offset,
+        }
     }
 }
 
@@ -332,14 +362,21 @@ impl PinnedArea {
     /// `EFAULT` for memory that cannot be pinned, `EINTR` if a fatal signal came first.
     pub(crate) fn pin(req: &MapRequest) -> Result<Self> {
         let npages = usize::try_from(req.length / PAGE_SIZE as u64).map_err(|_| ENOMEM)?;
-        // GUP says `EOVERFLOW` for a range that ends at the very top of the address space:
-        // memory that cannot be pinned, as any other address no user memory is at.
-        let pages = PinnedPages::pin(
-            req.user_va,
-            npages,
-            req.prot & crate::iommu::PROT_WRITE != 0,
-        )
-        .map_err(|e| if e == EOVERFLOW { EFAULT } else { e })?;
+        let writable = req.prot & crate::iommu::PROT_WRITE != 0;
+        let pages = match &req.source {
+            // GUP says `EOVERFLOW` for a range that ends at the very top of the address space:
+            // memory that cannot be pinned, as any other address no user memory is at.
+            MapSource::Va(va) => PinnedPages::pin(*va, npages, writable).map_err(|e| {
+                if e == EOVERFLOW {
+                    EFAULT
+                } else {
+                    e
+                }
+            })?,
+            MapSource::File(file, offset) => {
+                PinnedPages::pin_file(file, *offset, npages, writable)?
+            }
+        };
         // INVARIANT: not mapped anywhere yet; `npages` is nonzero.
         let area = Area {
             prot: req.prot,
@@ -428,7 +465,7 @@ impl IoPageTable {
                     &self.reserved,
                     req.length,
                     align,
-                    req.user_va % align,
+                    req.start() % align,
                 )
                 .ok_or(ENOSPC)
             }
@@ -848,7 +885,7 @@ mod tests {
         iova: Option<u64>,
         prot: i32,
     ) -> Result<Mapped> {
-        let req = MapRequest::new(user_va, length, iova, prot)?;
+        let req = MapRequest::new(MapSource::Va(user_va), length, iova, prot)?;
         t.place(&req)?;
         let pinned = PinnedArea::pin(&req)?;
         t.insert(&req, pinned)

@@ -56,6 +56,7 @@ use crate::{
     io_pagetable::{
         IoPageTable,
         MapRequest,
+        MapSource,
         Mapped,
         PinnedArea, //
     },
@@ -171,8 +172,8 @@ impl Ioasid {
         Ok(state)
     }
 
-    /// Maps `length` bytes of the caller's memory at `user_va` with `prot`, at `iova` if given,
-    /// else at an IOVA chosen here (see [`crate::io_pagetable`]).
+    /// Maps `length` bytes of `source` (the caller's memory, or a file's pages) with `prot`, at
+    /// `iova` if given, else at an IOVA chosen here (see [`crate::io_pagetable`]).
     ///
     /// The memory is pinned with no lock held, so that a map of slow memory does not stall the
     /// other threads' ioctls on this IOASID, and maps into it pin in parallel; the IOASID's lock
@@ -182,16 +183,17 @@ impl Ioasid {
     /// Errors: `EINVAL` for a zero, unaligned or wrapping range, `EEXIST` if it overlaps an
     /// existing mapping, `ERANGE` if it is not usable, `ENOSPC` if no IOVA range is free,
     /// `ENOMEM` past `RLIMIT_MEMLOCK`, `EFAULT` for memory that cannot be pinned, `EINTR` if a
-    /// fatal signal interrupted the pinning, `ENOENT` if the IOASID was freed.
+    /// fatal signal interrupted the pinning, `ENOENT` if the IOASID was freed; for a file, those
+    /// of [`crate::pages::PinnedPages::pin_file`].
     pub(crate) fn map(
         &self,
-        user_va: u64,
+        source: MapSource,
         length: u64,
         iova: Option<u64>,
         prot: i32,
     ) -> Result<Mapped> {
         // Every mapping is cacheable: a coherent IOASID's domains also force snooping.
-        let req = MapRequest::new(user_va, length, iova, prot | PROT_CACHE)?;
+        let req = MapRequest::new(source, length, iova, prot | PROT_CACHE)?;
         self.live()?.iopt.place(&req)?;
         let pinned = PinnedArea::pin(&req)?;
         // Placed again under the lock: another thread may have mapped there meanwhile, a

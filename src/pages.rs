@@ -40,9 +40,14 @@ use kernel::{
     bindings, current,
     ffi::{
         c_int,
+        c_long,
         c_uint,
         c_ulong,
         c_void, //
+    },
+    fs::{
+        file,
+        LocalFile, //
     },
     mm::Mm,
     page::{
@@ -85,6 +90,10 @@ extern "C" {
     /// `folio_ref_count(page_folio(page))`, from `src/helpers.c`. `page` is a `struct page *`
     /// (or a `struct folio *`, whose head page it is).
     fn ioasid_page_refcount(page: *mut c_void) -> c_int;
+    /// Whether `file`, a shmem or hugetlbfs file, is sealed against writes (`F_SEAL_WRITE` or
+    /// `F_SEAL_FUTURE_WRITE`), from `src/helpers.c`; false for any other file. `file` is a
+    /// `struct file *`.
+    fn ioasid_file_write_sealed(file: *mut c_void) -> bool;
 }
 
 /// The reference count past which a page is not pinned once more: each `FOLL_PIN` of a small
@@ -548,20 +557,26 @@ impl PinnedPages {
     /// nothing), allocated if the file has none there yet. Accounted as [`PinnedPages::pin`]
     /// accounts (to the calling task's user and mm).
     ///
-    /// Fails as [`PinnedPages::pin`] does, and with `EINVAL` for a file that is not a memfd or
-    /// a range past its end. Nothing stays pinned or charged on failure. Called with no lock of
-    /// the module held. The caller checks that a `writable` pin goes through a descriptor open
-    /// for writing (a device must not write what the caller could not).
-    #[expect(
-        dead_code,
-        reason = "its caller, IOASID_MAP_FILE (issue 11 item 4), is not written yet"
-    )]
+    /// A `writable` pin (the device will write the pages) needs `file` open for writing
+    /// (`EBADF`) and not sealed against writes (`EPERM`): a device must not write what the caller
+    /// could not. Fails as [`PinnedPages::pin`] does, and with `EINVAL` for a file that is
+    /// neither shmem nor hugetlbfs or a range past its end. Nothing stays pinned or charged on
+    /// failure. Called with no lock of the module held.
     pub(crate) fn pin_file(
-        file: &kernel::fs::File,
+        file: &LocalFile,
         offset: u64,
         npages: usize,
         writable: bool,
     ) -> Result<Self> {
+        if writable {
+            if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
+                return Err(EBADF);
+            }
+            // SAFETY: `file` is a valid file.
+            if unsafe { ioasid_file_write_sealed(file.as_ptr().cast()) } {
+                return Err(EPERM);
+            }
+        }
         let len = (npages as u64)
             .checked_mul(PAGE_SIZE as u64)
             .filter(|&len| len > 0)
@@ -585,7 +600,7 @@ impl PinnedPages {
     /// `builder`'s runs, and counted, before the next batch; stops at the first failure.
     fn pin_folios(
         &mut self,
-        file: &kernel::fs::File,
+        file: &LocalFile,
         offset: u64,
         end: i64,
         folios: &mut FolioBatch,
@@ -613,7 +628,12 @@ impl PinnedPages {
             let got = match usize::try_from(ret) {
                 Ok(got) if got > 0 => min(got, max),
                 _ if fatal_signal_pending() => return Err(EINTR),
-                _ if ret < 0 => return Err(Error::from_errno(ret as c_int)),
+                // The documented ones: a range past the end of the file, no memory, no room in
+                // the file system for a page the file lacked (hugetlb pool, tmpfs size).
+                _ if ret == -(bindings::EINVAL as c_long) => return Err(EINVAL),
+                _ if ret == -(bindings::ENOMEM as c_long) => return Err(ENOMEM),
+                _ if ret == -(bindings::ENOSPC as c_long) => return Err(ENOSPC),
+                // Anything else (an I/O error reading a page in): the page cannot be pinned.
                 _ => return Err(EFAULT),
             };
             for k in 0..got {

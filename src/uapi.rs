@@ -43,6 +43,7 @@ pub(crate) use generated::{
     ioasid_iova_range,
     ioasid_iova_ranges,
     ioasid_map,
+    ioasid_map_file,
     ioasid_unmap,
     ioasid_wbinvd,
     IOASID_ALLOC_COHERENT,
@@ -52,6 +53,7 @@ pub(crate) use generated::{
     IOASID_CAP_DEVICE,
     IOASID_CAP_DMA,
     IOASID_CAP_IOASID,
+    IOASID_CAP_MAP_FILE,
     IOASID_COHERENCY_ENFORCED,
     IOASID_COHERENCY_NONCOHERENT_DMA,
     IOASID_DEVICE_CAP_CACHE_COHERENCY,
@@ -100,6 +102,8 @@ pub(crate) const IOASID_GET_COHERENCY: u32 = _IO(IOASID_TYPE, generated::IOASID_
 /// `IOASID_EXECUTE_WBINVD`.
 pub(crate) const IOASID_EXECUTE_WBINVD: u32 =
     _IO(IOASID_TYPE, generated::IOASID_CMD_EXECUTE_WBINVD);
+/// `IOASID_MAP_FILE`.
+pub(crate) const IOASID_MAP_FILE: u32 = _IO(IOASID_TYPE, generated::IOASID_CMD_MAP_FILE);
 
 /// An ioctl argument struct: begins with `argsz` and `flags` and obeys the extension rules.
 ///
@@ -247,6 +251,14 @@ user_struct!(
 );
 
 user_struct!(
+    ioasid_map_file,
+    fields = [argsz, flags, ioasid, fd, start, length, iova],
+    min_end = iova,
+    flags = IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA,
+    reserved = [],
+);
+
+user_struct!(
     ioasid_unmap,
     fields = [argsz, flags, ioasid, __reserved, iova, length, out_unmapped],
     min_end = out_unmapped,
@@ -326,6 +338,7 @@ const _: () = {
     assert!(<ioasid_device_attach as UserStruct>::MIN_SIZE == 16);
     assert!(<ioasid_device_detach as UserStruct>::MIN_SIZE == 12);
     assert!(<ioasid_map as UserStruct>::MIN_SIZE == 40);
+    assert!(<ioasid_map_file as UserStruct>::MIN_SIZE == 40);
     assert!(<ioasid_unmap as UserStruct>::MIN_SIZE == 40);
     assert!(<ioasid_iova_ranges as UserStruct>::MIN_SIZE == 32);
     assert!(<ioasid_device_info as UserStruct>::MIN_SIZE == 56);

@@ -16,28 +16,6 @@
 
 #include "bench.h"
 
-#ifndef IOASID_MAP_FILE
-/*
- * IOASID_MAP_FILE (map a range of a memfd by fd and offset, issue 11) is not
- * in the header yet. This is the shape the bench expects, after upstream's
- * struct iommu_ioas_map_file: argsz, flags (enum ioasid_map_flags), ioasid,
- * fd, start (the offset in the file), length, iova. PROVISIONAL: the command
- * number and the layout must be made to match the header when it lands;
- * from then on the header's definitions are used and this block is skipped
- * (a field named differently there fails the build, on purpose). Today's
- * module answers ENOTTY, which the bench reports as "not implemented".
- */
-struct ioasid_map_file {
-	__u32 argsz;
-	__u32 flags;
-	__u32 ioasid;
-	__s32 fd;
-	__aligned_u64 start;
-	__aligned_u64 length;
-	__aligned_u64 iova;
-};
-#define IOASID_MAP_FILE _IO(IOASID_TYPE, 0x0d)
-#endif
 
 const char *const impl_name[NIMPL] = { "ioasid", "iommufd" };
 

@@ -67,6 +67,7 @@ enum {
 	IOASID_CMD_DEVICE_GET_INFO = 0x0a,
 	IOASID_CMD_GET_COHERENCY = 0x0b,
 	IOASID_CMD_EXECUTE_WBINVD = 0x0c,
+	IOASID_CMD_MAP_FILE = 0x0d,
 };
 
 /* Capabilities reported by IOASID_GET_INFO in out_capabilities. */
@@ -84,6 +85,8 @@ enum ioasid_capability {
 	 * IOASID_EXECUTE_WBINVD.
 	 */
 	IOASID_CAP_COHERENCY = 1 << 3,
+	/* IOASID_MAP_FILE. */
+	IOASID_CAP_MAP_FILE = 1 << 4,
 };
 
 /**
@@ -361,6 +364,57 @@ struct ioasid_map {
 	__aligned_u64 iova;
 };
 #define IOASID_MAP		_IO(IOASID_TYPE, IOASID_CMD_MAP)
+
+/**
+ * struct ioasid_map_file - ioctl(IOASID_MAP_FILE)
+ * @argsz: sizeof(struct ioasid_map_file); minimum 40
+ * @flags: enum ioasid_map_flags, as for IOASID_MAP
+ * @ioasid: the IOASID to map into
+ * @fd: a memfd (memfd_create(), with or without MFD_HUGETLB) or another
+ *	shmem or hugetlbfs file
+ * @start: the offset in the file of the memory to map, page aligned
+ * @length: its length in bytes, a nonzero multiple of the page size; the
+ *	range must lie within the file's size
+ * @iova: as for IOASID_MAP
+ *
+ * Pins the pages of the file in [@start, @start + @length) (allocating
+ * those it does not have yet) and maps them as IOASID_MAP does. Nothing
+ * here goes through the caller's page tables: the file need not be mapped,
+ * and the mapping stays as it is when the caller unmaps the memory, execs,
+ * exits or passes the /dev/ioasid descriptor on. The pinned pages are
+ * charged to the caller's user (RLIMIT_MEMLOCK, unless CAP_IPC_LOCK) until
+ * they are unmapped, as for IOASID_MAP.
+ *
+ * With IOASID_MAP_WRITE the device writes the file: @fd must be open for
+ * writing, and the file not sealed against writes (F_SEAL_WRITE or
+ * F_SEAL_FUTURE_WRITE). A later truncation or hole punch of a mapped range
+ * takes the pages out of the file but not out of the IOASID: the device
+ * keeps reading and writing the pinned pages the mapping holds, which the
+ * file no longer shows; they are freed when the mapping is unmapped.
+ *
+ * Errors: the common ones, and
+ *  ENOENT, EEXIST, ERANGE, ENOMEM, EINTR: as for IOASID_MAP.
+ *  EINVAL: as for IOASID_MAP (with @start for @user_va), a file that is
+ *	neither shmem nor hugetlbfs, or a range that ends past the end of the
+ *	file.
+ *  ENOSPC: as for IOASID_MAP, or the file system has no room for a page
+ *	the range did not have yet (the hugetlb pool is empty, a tmpfs is
+ *	full).
+ *  EBADF: @fd is not an open file descriptor, or it is not open for
+ *	writing and IOASID_MAP_WRITE was asked for.
+ *  EPERM: IOASID_MAP_WRITE on a file sealed against writes.
+ *  EFAULT: also: a page of the file could not be read in (an I/O error).
+ */
+struct ioasid_map_file {
+	__u32 argsz;
+	__u32 flags;
+	__u32 ioasid;
+	__s32 fd;
+	__aligned_u64 start;
+	__aligned_u64 length;
+	__aligned_u64 iova;
+};
+#define IOASID_MAP_FILE		_IO(IOASID_TYPE, IOASID_CMD_MAP_FILE)
 
 /* Flags of IOASID_UNMAP. */
 enum ioasid_unmap_flags {

@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -510,6 +511,245 @@ TEST_F(dma, huge_page_maps_as_one_2m_iopte)
 	ASSERT_EQ(0, iopte_counts(&k4, &m2));
 	EXPECT_EQ(k4_0, k4);
 	munmap(huge, HUGE);
+}
+
+/* --- IOASID_MAP_FILE ----------------------------------------------------- */
+
+/* A memfd of n pages (flags: memfd_create's), each page filled with its own pattern. */
+static int memfd_of(size_t len, unsigned int flags)
+{
+	int fd = memfd_create("ioasid-dma", MFD_CLOEXEC | flags);
+
+	if (fd >= 0 && ftruncate(fd, len)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * A memfd range moves bytes both ways, with no view of it mapped, and after
+ * the memfd is closed: the mapping holds the pages, not the caller's page
+ * tables or the descriptor. Pins exactly the range, and gives it back.
+ */
+TEST_F(dma, map_file_round_trip_without_a_view)
+{
+	long pins0 = pins();
+	int mfd = memfd_of(4 * PAGE, 0);
+	uint8_t *view, want[PAGE];
+
+	ASSERT_LE(0, mfd);
+	view = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(view != MAP_FAILED);
+	memset(view, 0xcc, 4 * PAGE);
+	fill(view + PAGE, PAGE, 21);
+	memcpy(want, view + PAGE, PAGE);
+	/* Pages 1 and 2 of the file: the device reads page 1 and writes page 2. */
+	ASSERT_EQ(0, map_file(self->fd, self->ioasid, mfd, PAGE, 2 * PAGE, IOVA_SRC, RW, NULL));
+	EXPECT_EQ(pins0 + 2, pins());
+	munmap(view, 4 * PAGE);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC, IOVA_SRC + PAGE, 0, PAGE));
+	view = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(view != MAP_FAILED);
+	EXPECT_EQ(0, memcmp(want, view + 2 * PAGE, PAGE));
+	EXPECT_TRUE(canaries_intact(view)) TH_LOG("pages 0 and 3 of the file were touched");
+	/* Into anonymous memory, with the memfd closed and unmapped. */
+	fill(view + PAGE, PAGE, 22);
+	memcpy(want, view + PAGE, PAGE);
+	munmap(view, 4 * PAGE);
+	close(mfd);
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, IOASID_MAP_WRITE));
+	ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC, IOVA_DST, 0, PAGE));
+	EXPECT_EQ(0, memcmp(want, self->dst, PAGE));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_SRC, 2 * PAGE, NULL));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, NULL));
+	EXPECT_EQ(pins0, pins());
+}
+
+/* A hugetlb memfd maps with one 2 MiB IOPTE, at a kernel-chosen IOVA too. */
+TEST_F(dma, map_file_hugetlb_as_2m_ioptes)
+{
+	long k4, m2, k4_0, m2_0, pins0 = pins();
+	__u64 iova = 0;
+	uint8_t *view;
+	int mfd, fd;
+
+	fd = open("/proc/sys/vm/nr_hugepages", O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1, write(fd, "4", 1));
+	close(fd);
+	mfd = memfd_of(2 * HUGE, MFD_HUGETLB);
+	ASSERT_LE(0, mfd);
+	view = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(view != MAP_FAILED);
+	fill(view + HUGE, PAGE, 23);
+	ASSERT_EQ(0, iopte_counts(&k4_0, &m2_0));
+	/* The second huge page, wherever the kernel puts it: 2 MiB-aligned, one IOPTE. */
+	ASSERT_EQ(0, map_file(self->fd, self->ioasid, mfd, HUGE, HUGE, 0, RW, &iova));
+	EXPECT_EQ(0, iova % HUGE) TH_LOG("iova %#llx", (unsigned long long)iova);
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(m2_0 + 1, m2);
+	EXPECT_EQ(k4_0, k4);
+	EXPECT_EQ(pins0 + 512, pins());
+	ASSERT_GT(1ull << 28, iova + HUGE);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, iova, iova + HUGE / 2, 0, PAGE));
+	EXPECT_EQ(0, memcmp(view + HUGE, view + HUGE + HUGE / 2, PAGE));
+	/* Part of a huge page, from inside it: 4 KiB IOPTEs. */
+	ASSERT_EQ(0, map_file(self->fd, self->ioasid, mfd, HUGE + 3 * PAGE, 2 * PAGE, 0x800000 + PAGE,
+			      RW, NULL));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(k4_0 + 2, k4);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, iova, 0x800000 + 2 * PAGE, 0, PAGE));
+	EXPECT_EQ(0, memcmp(view + HUGE, view + HUGE + 4 * PAGE, PAGE));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, iova, HUGE, NULL));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, 0x800000 + PAGE, 2 * PAGE, NULL));
+	EXPECT_EQ(pins0, pins());
+	munmap(view, 2 * HUGE);
+	close(mfd);
+}
+
+/* Each refused IOASID_MAP_FILE leaves nothing pinned or mapped. */
+TEST_F(dma, map_file_refusals)
+{
+	long pins0 = pins();
+	int mfd = memfd_of(4 * PAGE, MFD_ALLOW_SEALING), ro, sealed, devnull, pipes[2];
+	char path[64];
+	struct ioasid_map_file m = {
+		.argsz = sizeof(m), .flags = RW | IOASID_MAP_FIXED_IOVA, .ioasid = self->ioasid,
+		.fd = mfd, .start = 0, .length = PAGE, .iova = IOVA_SRC,
+	};
+	static const struct { int fd_sel; __u64 start, length; __u32 prot; int err; } cases[] = {
+		{ 0, 0, 0, RW, EINVAL },		/* zero length */
+		{ 0, 1, PAGE, RW, EINVAL },		/* unaligned start */
+		{ 0, 0, PAGE + 1, RW, EINVAL },		/* unaligned length */
+		{ 0, 4 * PAGE, PAGE, RW, EINVAL },	/* past the end of the file */
+		{ 0, 3 * PAGE, 2 * PAGE, RW, EINVAL },	/* across the end */
+		{ 0, -4096ull, PAGE, RW, EINVAL },	/* at the top of the 64-bit space */
+		{ 0, -4096ull, 2 * PAGE, RW, EINVAL },	/* wrapping */
+		{ 0, 1ull << 63, PAGE, RW, EINVAL },	/* past the largest file offset */
+		{ 0, 0, -4096ull, RW, EINVAL },		/* 2^64 - 4096 bytes */
+		{ 0, 0, PAGE, 0, EINVAL },		/* no access */
+		{ 1, 0, PAGE, RW, EBADF },		/* read-only descriptor, device writes */
+		{ 2, 0, PAGE, RW, EPERM },		/* write-sealed, device writes */
+		{ 3, 0, PAGE, RW, EINVAL },		/* not shmem or hugetlbfs */
+		{ 4, 0, PAGE, IOASID_MAP_READ, EINVAL },	/* a pipe */
+		{ 5, 0, PAGE, RW, EBADF },		/* -1 */
+		{ 6, 0, PAGE, RW, EBADF },		/* not open */
+		{ 7, 0, PAGE, RW, EBADF },		/* INT_MIN */
+	};
+
+	ASSERT_LE(0, mfd);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, ro);
+	sealed = memfd_of(PAGE, MFD_ALLOW_SEALING);
+	ASSERT_LE(0, sealed);
+	ASSERT_EQ(0, fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE));
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, devnull);
+	ASSERT_EQ(0, pipe(pipes));
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const int fds[] = { mfd, ro, sealed, devnull, pipes[0], -1, 1000, -2147483647 - 1 };
+
+		m.fd = fds[cases[i].fd_sel];
+		m.start = cases[i].start;
+		m.length = cases[i].length;
+		m.flags = cases[i].prot | IOASID_MAP_FIXED_IOVA;
+		EXPECT_EQ(-cases[i].err, xioctl(self->fd, IOASID_MAP_FILE, &m)) TH_LOG("case %u", i);
+		EXPECT_EQ(pins0, pins()) TH_LOG("case %u", i);
+	}
+	/* What the device only reads needs neither a writable descriptor nor an unsealed file. */
+	EXPECT_EQ(0, map_file(self->fd, self->ioasid, ro, 0, PAGE, IOVA_SRC, IOASID_MAP_READ, NULL));
+	EXPECT_EQ(0, map_file(self->fd, self->ioasid, sealed, 0, PAGE, IOVA_SRC + PAGE,
+			      IOASID_MAP_READ, NULL));
+	EXPECT_EQ(pins0 + 2, pins());
+	/* Nothing of the refused ones was left at IOVA_DST: it maps. */
+	EXPECT_EQ(0, map_file(self->fd, self->ioasid, mfd, 0, 2 * PAGE, IOVA_DST, RW, NULL));
+	/* A write seal cannot be added while the device may write the pages. */
+	EXPECT_EQ(-1, fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE));
+	EXPECT_EQ(EBUSY, errno);
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_SRC, 2 * PAGE, NULL));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, 2 * PAGE, NULL));
+	EXPECT_EQ(pins0, pins());
+	close(ro);
+	close(sealed);
+	close(devnull);
+	close(pipes[0]);
+	close(pipes[1]);
+	close(mfd);
+}
+
+/*
+ * Truncating a mapped memfd (or punching a hole) takes the pages out of the
+ * file, not out of the IOASID: they stay pinned, keep their bytes and take
+ * the device's writes, and are given back at unmap.
+ */
+TEST_F(dma, map_file_truncated_while_mapped)
+{
+	long pins0 = pins();
+	int mfd = memfd_of(2 * PAGE, 0);
+	uint8_t *view, want[PAGE];
+
+	ASSERT_LE(0, mfd);
+	view = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(view != MAP_FAILED);
+	fill(view, PAGE, 24);
+	memcpy(want, view, PAGE);
+	ASSERT_EQ(0, map_file(self->fd, self->ioasid, mfd, 0, 2 * PAGE, IOVA_SRC, RW, NULL));
+	munmap(view, 2 * PAGE);
+	ASSERT_EQ(0, fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PAGE));
+	ASSERT_EQ(0, ftruncate(mfd, 0));
+	EXPECT_EQ(pins0 + 2, pins());
+	/* The device copies the orphaned page 0 to page 1, then page 1 out to anonymous memory. */
+	ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC, IOVA_SRC + PAGE, 0, PAGE));
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, IOASID_MAP_WRITE));
+	memset(self->dst, 0, PAGE);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC + PAGE, IOVA_DST, 0, PAGE));
+	EXPECT_EQ(0, memcmp(want, self->dst, PAGE));
+	/* The file grown again shows new, zeroed pages, not the device's. */
+	ASSERT_EQ(0, ftruncate(mfd, 2 * PAGE));
+	view = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(view != MAP_FAILED);
+	for (int i = 0; i < 2 * PAGE; i++)
+		if (view[i]) {
+			EXPECT_EQ(0, view[i]) TH_LOG("byte %d of the regrown file", i);
+			break;
+		}
+	munmap(view, 2 * PAGE);
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_SRC, 2 * PAGE, NULL));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, NULL));
+	EXPECT_EQ(pins0, pins());
+	close(mfd);
+}
+
+/* A mapping made by a child that then exited stays, pinned, until unmapped. */
+TEST_F(dma, map_file_outlives_the_process_that_made_it)
+{
+	long pins0 = pins();
+	int mfd = memfd_of(PAGE, 0), status;
+	uint8_t *view;
+	pid_t pid;
+
+	ASSERT_LE(0, mfd);
+	view = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ASSERT_TRUE(view != MAP_FAILED);
+	fill(view, PAGE, 25);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(map_file(self->fd, self->ioasid, mfd, 0, PAGE, IOVA_SRC, IOASID_MAP_READ, NULL) ? 1 : 0);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	EXPECT_EQ(pins0 + 1, pins());
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, IOASID_MAP_WRITE));
+	memset(self->dst, 0, PAGE);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC, IOVA_DST, 0, PAGE));
+	EXPECT_EQ(0, memcmp(view, self->dst, PAGE));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_SRC, PAGE, NULL));
+	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, PAGE, NULL));
+	EXPECT_EQ(pins0, pins());
+	munmap(view, PAGE);
+	close(mfd);
 }
 
 TEST_F(dma, device_info_matches_what_the_iommu_enforces)

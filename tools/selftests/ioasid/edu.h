@@ -24,6 +24,7 @@ struct edu {
 	unsigned int seg, bus, devfn;
 	char bdf[32];
 	volatile uint8_t *bar;
+	unsigned long glitches;	/* BAR accesses edu_dma had to redo */
 };
 
 static inline int edu_setup(struct edu *e, const char *bdf)
@@ -85,21 +86,68 @@ static inline void edu_teardown(struct edu *e)
 }
 
 /*
+ * Whether the engine is busy. Under TCG, QEMU 10.0 can lose a vCPU's access
+ * to a BAR while another device's memory decoding is switched off and on
+ * (the PCI core does that around a function reset): a read then returns 0
+ * and a write is dropped. storm_test saw it as a transfer that "finished"
+ * before it ran, and as a transfer programmed while the previous one still
+ * ran (which the engine ignores). So idle is believed only when read twice,
+ * the identification register right in between.
+ */
+static inline int edu_busy(struct edu *e)
+{
+	volatile uint64_t *reg = (volatile uint64_t *)(e->bar + 0x80);
+
+	if (reg[3] & 1)
+		return 1;
+	if ((*(volatile uint32_t *)e->bar & 0xff) != 0xed || (reg[3] & 1)) {
+		e->glitches++;
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * One DMA of the edu engine: to_ram = 0 reads RAM at src into the device
  * buffer at dst, to_ram = 1 writes the device buffer at src to RAM at dst.
- * Returns 0 when the engine finished.
+ * Returns 0 when the engine finished, -1 if it did not within 5 s. Every
+ * register written is read back and written again if it did not take (see
+ * edu_busy; the engine ignores writes while it is busy, so a repeated start
+ * of a running transfer is harmless); e->glitches counts what was redone.
  */
 static inline int edu_dma(struct edu *e, uint64_t src, uint64_t dst, uint32_t count, int to_ram)
 {
 	volatile uint64_t *reg = (volatile uint64_t *)(e->bar + 0x80);
 	struct timespec ts = { 0, 1000000 };
+	uint64_t cmd = 1 | (to_ram ? 2 : 0);
+	int i, tries;
 
-	reg[0] = src;
-	reg[1] = dst;
-	reg[2] = count;
-	reg[3] = 1 | (to_ram ? 2 : 0);
-	for (int i = 0; i < 5000; i++) {
-		if (!(reg[3] & 1))
+	/* A transfer still running would ignore the new one's registers. */
+	for (i = 0; edu_busy(e); i++) {
+		if (i == 5000)
+			return -1;
+		nanosleep(&ts, NULL);
+	}
+	for (tries = 0;; tries++) {
+		reg[0] = src;
+		reg[1] = dst;
+		reg[2] = count;
+		if (reg[0] == src && reg[1] == dst && reg[2] == count)
+			break;
+		if (tries == 100)
+			return -1;
+		e->glitches++;
+	}
+	/* Started: the transfer takes 100 ms of virtual time, so it shows as running. */
+	reg[3] = cmd;
+	for (tries = 0; !(reg[3] & 1) && !(reg[3] & 1); tries++) {
+		if (tries == 100)
+			return -1;
+		e->glitches++;
+		reg[3] = cmd;
+	}
+	for (i = 0; i < 5000; i++) {
+		if (!edu_busy(e))
 			return 0;
 		nanosleep(&ts, NULL);
 	}

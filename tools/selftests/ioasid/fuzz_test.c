@@ -1725,7 +1725,7 @@ static void random_op(struct fz *f)
 		fz_do(f, d->nr, f->arg, expect ? expect : ANY_FAIL);
 	} else if (op < 96) {
 		/* A number that is not an ioctl of /dev/ioasid. */
-		unsigned long nr = rng_pct(&f->rng, 50) ? _IO(IOASID_TYPE, 0x0d + rng_below(&f->rng, 243)) :
+		unsigned long nr = rng_pct(&f->rng, 50) ? _IO(IOASID_TYPE, 0x0e + rng_below(&f->rng, 242)) :
 							  (unsigned long)(__u32)rng_next(&f->rng);
 
 		/* Or a known number with a size or direction encoded: not the same ioctl. */

@@ -439,6 +439,9 @@ static const struct ioctl_doc ioctl_docs[] = {
 	  { ENOENT } },
 	{ "IOASID_EXECUTE_WBINVD", IOASID_EXECUTE_WBINVD, sizeof(struct ioasid_wbinvd), 8, 0,
 	  { ENODATA, EPERM } },
+	{ "IOASID_MAP_FILE", IOASID_MAP_FILE, sizeof(struct ioasid_map_file), 40,
+	  IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA,
+	  { ENOENT, EEXIST, ERANGE, ENOSPC, ENOMEM, EINTR, EBADF, EPERM } },
 };
 
 #define N_IOCTLS (sizeof(ioctl_docs) / sizeof(ioctl_docs[0]))
@@ -496,6 +499,14 @@ static inline void describe_arg(unsigned long nr, const void *arg, char *buf, si
 			 m->argsz, m->flags, m->ioasid, m->__reserved,
 			 (unsigned long long)m->user_va, (unsigned long long)m->length,
 			 (unsigned long long)m->iova);
+		return;
+	}
+	case IOASID_MAP_FILE: {
+		const struct ioasid_map_file *m = arg;
+
+		snprintf(buf, n, "argsz=%u flags=%#x ioasid=%u fd=%d start=%#llx length=%#llx iova=%#llx",
+			 m->argsz, m->flags, m->ioasid, m->fd, (unsigned long long)m->start,
+			 (unsigned long long)m->length, (unsigned long long)m->iova);
 		return;
 	}
 	case IOASID_UNMAP: {

@@ -97,6 +97,21 @@ static inline int map_at(int fd, __u32 ioasid, void *va, __u64 length, __u64 iov
 	return xioctl(fd, IOASID_MAP, &m);
 }
 
+/* IOASID_MAP_FILE of [start, start + length) of file at iova (0: the kernel picks, into *out). */
+static inline int map_file(int fd, __u32 ioasid, int file, __u64 start, __u64 length, __u64 iova,
+			   __u32 prot, __u64 *out)
+{
+	struct ioasid_map_file m = {
+		.argsz = sizeof(m), .flags = prot | (iova ? IOASID_MAP_FIXED_IOVA : 0),
+		.ioasid = ioasid, .fd = file, .start = start, .length = length, .iova = iova,
+	};
+	int ret = xioctl(fd, IOASID_MAP_FILE, &m);
+
+	if (out)
+		*out = m.iova;
+	return ret;
+}
+
 static inline int unmap(int fd, __u32 ioasid, __u64 iova, __u64 length, __u64 *unmapped)
 {
 	struct ioasid_unmap u = {

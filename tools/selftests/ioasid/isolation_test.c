@@ -394,11 +394,6 @@ static volatile uint64_t *edu_dma_regs(struct edu *e)
 	return (volatile uint64_t *)(e->bar + 0x80);
 }
 
-static int edu_busy(struct edu *e)
-{
-	return edu_dma_regs(e)[3] & 1;
-}
-
 /* Waits until the DMA engine is idle: 0, or -1 after ms milliseconds. */
 static int edu_wait_idle(struct edu *e, int ms)
 {

@@ -56,9 +56,39 @@
 /* What the other context's process reports, in shared memory. */
 struct checker_report {
 	volatile int stop;
-	long rounds, failures;
-	char first_failure[400];
+	long rounds, failures, glitches;
+	char first_failure[620];
 };
+
+/* The page frame number of the page at va (root sees it), or 0. */
+static uint64_t pfn_of(void *va)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, 8, (uintptr_t)va / PG * 8) != 8)
+		e = 0;
+	close(fd);
+	return e & (1ULL << 63) ? e & ((1ULL << 55) - 1) : 0;
+}
+
+/* The device's PCI command register, or -1. */
+static int pci_command(const char *bdf)
+{
+	char path[128];
+	uint16_t cmd;
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/config", bdf);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ok = pread(fd, &cmd, 2, 4) == 2;
+	close(fd);
+	return ok ? cmd : -1;
+}
 
 /*
  * What came back instead of the bytes sent, in words: a failed DMA leaves the
@@ -71,7 +101,8 @@ static void describe_mismatch(struct edu *e, uint8_t *buf, long round, char *out
 	uint8_t *want = buf, *got = buf + PG, old[PG];
 	size_t diff = 0, first = PG, zero = 0;
 	const char *what = "unknown bytes";
-	int again;
+	int again, cmd, gotb;
+	uint64_t src, dst;
 
 	for (size_t i = 0; i < PG; i++) {
 		zero += !got[i];
@@ -97,12 +128,19 @@ static void describe_mismatch(struct edu *e, uint8_t *buf, long round, char *out
 		dprintf(kmsg, "storm_test: the other context's DMA came back wrong in round %ld\n", round);
 		close(kmsg);
 	}
+	gotb = first < PG ? got[first] : 0;
+	/* Bus mastering off would drop the write with no IOMMU fault. */
+	cmd = pci_command(e->bdf);
+	/* The engine's registers: a write programmed while it was busy is dropped. */
+	src = ((volatile uint64_t *)(e->bar + 0x80))[0];
+	dst = ((volatile uint64_t *)(e->bar + 0x80))[1];
 	memset(got, 0, PG);
 	again = edu_dma(e, EDU_BUF, CHECK_DST, PG, 1) ? -1 : !memcmp(want, got, PG);
-	snprintf(out, n, "%zu bytes differ from offset %zu (got %#x, want %#x): %s; the device buffer written again: %s",
-		 diff, first, first < PG ? got[first] : 0, first < PG ? want[first] : 0, what,
-		 again < 0 ? "DMA did not finish" : again ? "now right (the read was right)" :
-		 "still wrong");
+	snprintf(out, n,
+		 "%zu bytes differ from offset %zu (got %#x, want %#x): %s; command register %#x, engine src %#llx dst %#llx; the device buffer written again: %s",
+		 diff, first, gotb, first < PG ? want[first] : 0, what, cmd,
+		 (unsigned long long)src, (unsigned long long)dst,
+		 again < 0 ? "DMA did not finish" : again ? "now right (the read was right)" : "still wrong");
 }
 
 /* The other context: DMA round trips through its own device until told to stop. */
@@ -113,6 +151,7 @@ static void checker_main(const char *bdf, struct checker_report *rep, int ready_
 	uint8_t *buf = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct ctx_counts c0, c;
 	int fd = open("/dev/ioasid", O_RDWR | O_CLOEXEC);
+	uint64_t last_pfn = 0;
 
 	if (fd < 0 || buf == MAP_FAILED || edu_setup(&e, bdf) || bind_dev(fd, &e, &dev, NULL) ||
 	    alloc_ioasid(fd, &id) || attach(fd, dev, id) || ctx_counts(fd, &c0)) {
@@ -125,7 +164,7 @@ static void checker_main(const char *bdf, struct checker_report *rep, int ready_
 	while (!rep->stop) {
 		__u64 done = 0;
 		const char *what = NULL;
-		char detail[300] = "";
+		char detail[480] = "";
 
 		st_fill(buf, PG, rep->rounds + 1);
 		memset(buf + PG, 0, PG);
@@ -136,9 +175,15 @@ static void checker_main(const char *bdf, struct checker_report *rep, int ready_
 			what = "the DMA engine did not finish";
 		else if (memcmp(buf, buf + PG, PG)) {
 			what = "the bytes that came back differ";
-			if (!rep->failures)
-				describe_mismatch(&e, buf, rep->rounds, detail, sizeof(detail));
+			if (!rep->failures) {
+				int k = snprintf(detail, sizeof(detail), "page frame %#llx (last round %#llx): ",
+						 (unsigned long long)pfn_of(buf + PG),
+						 (unsigned long long)last_pfn);
+
+				describe_mismatch(&e, buf, rep->rounds, detail + k, sizeof(detail) - k);
+			}
 		}
+		last_pfn = pfn_of(buf + PG);
 		if (unmap(fd, id, CHECK_SRC, PG, &done) || done != PG ||
 		    unmap(fd, id, CHECK_DST, PG, &done) || done != PG)
 			what = what ?: "IOASID_UNMAP failed";
@@ -148,6 +193,7 @@ static void checker_main(const char *bdf, struct checker_report *rep, int ready_
 			snprintf(rep->first_failure, sizeof(rep->first_failure), "round %ld: %s%s%s",
 				 rep->rounds, what, detail[0] ? ": " : "", detail);
 		rep->rounds++;
+		rep->glitches = e.glitches;
 	}
 	close(fd);
 	edu_teardown(&e);
@@ -540,6 +586,9 @@ TEST_F_TIMEOUT(storm, storm, STORM_TIMEOUT)
 	       seconds, STORM_THREADS, s->ops, s->succeeded, self->rep->rounds, variant->checker);
 	for (long i = 0; i < s->failures && i < 8; i++)
 		TH_LOG("%s", s->failure[i]);
+	if (self->rep->glitches)
+		TH_LOG("the other context's device: %ld BAR accesses redone (see edu_busy in edu.h)",
+		       self->rep->glitches);
 	EXPECT_EQ(0, s->failures);
 	EXPECT_LT(100, s->succeeded);
 	EXPECT_LT(0, self->rep->rounds);

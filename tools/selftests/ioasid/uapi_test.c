@@ -184,7 +184,27 @@ static void prep_map(int fd, void *buf)
 	m->iova = 0x100000;
 }
 
-/* MAP, UNMAP, IOVA_RANGES: the IOASID is the third __u32; freeing it unmaps all. */
+/* A page of a memfd, mapped at 0x100000 of a new IOASID. */
+static void prep_map_file(int fd, void *buf)
+{
+	static int memfd = -1;
+	struct ioasid_map_file *m = buf;
+	__u32 id;
+
+	if (memfd < 0) {
+		memfd = memfd_create("uapi_test", MFD_CLOEXEC);
+		if (memfd >= 0 && ftruncate(memfd, 4096))
+			perror("ftruncate");
+	}
+	alloc_ioasid(fd, &id);
+	m->flags = IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA;
+	m->ioasid = id;
+	m->fd = memfd;
+	m->length = 4096;
+	m->iova = 0x100000;
+}
+
+/* MAP, MAP_FILE, UNMAP, IOVA_RANGES: the IOASID is the third __u32; freeing it unmaps all. */
 static void undo_ioasid(int fd, void *buf)
 {
 	free_ioasid(fd, ((__u32 *)buf)[2]);
@@ -272,6 +292,9 @@ static const struct cmd cmds[] = {
 	  RES(ioasid_coherency), 4, 0, prep_none, undo_none, undo_none },
 	{ "IOASID_EXECUTE_WBINVD", IOASID_EXECUTE_WBINVD, sizeof(struct ioasid_wbinvd), 8,
 	  -1, 0, 0, prep_none, undo_none, undo_none, WBINVD_NOT_NEEDED },
+	{ "IOASID_MAP_FILE", IOASID_MAP_FILE, sizeof(struct ioasid_map_file), 40, -1, 0,
+	  IOASID_MAP_READ | IOASID_MAP_WRITE | IOASID_MAP_FIXED_IOVA, prep_map_file, undo_ioasid,
+	  undo_ioasid },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -324,7 +347,8 @@ TEST_F(ctx, get_info_reports_version_and_capabilities)
 
 	ASSERT_EQ(0, xioctl(self->fd, IOASID_GET_INFO, &info));
 	EXPECT_EQ(IOASID_API_VERSION, info.out_api_version);
-	EXPECT_EQ(IOASID_CAP_IOASID | IOASID_CAP_DEVICE | IOASID_CAP_DMA | IOASID_CAP_COHERENCY,
+	EXPECT_EQ(IOASID_CAP_IOASID | IOASID_CAP_DEVICE | IOASID_CAP_DMA | IOASID_CAP_COHERENCY |
+		  IOASID_CAP_MAP_FILE,
 		  info.out_capabilities);
 	/* Input fields come back as they were. */
 	EXPECT_EQ(sizeof(info), info.argsz);

@@ -557,9 +557,9 @@ impl PinnedPages {
     /// nothing), allocated if the file has none there yet. Accounted as [`PinnedPages::pin`]
     /// accounts (to the calling task's user and mm).
     ///
-    /// A `writable` pin (the device will write the pages) needs `file` open for writing
-    /// (`EBADF`) and not sealed against writes (`EPERM`): a device must not write what the caller
-    /// could not. Fails as [`PinnedPages::pin`] does, and with `EINVAL` for a file that is
+    /// `file` must be open for reading (`EBADF`), and for a `writable` pin (the device will write
+    /// the pages) for writing too (`EBADF`) and not sealed against writes (`EPERM`): a device must
+    /// not read or write what the caller could not. Fails as [`PinnedPages::pin`] does, and with `EINVAL` for a file that is
     /// neither shmem nor hugetlbfs or a range past its end. Nothing stays pinned or charged on
     /// failure. Called with no lock of the module held.
     pub(crate) fn pin_file(
@@ -568,8 +568,15 @@ impl PinnedPages {
         npages: usize,
         writable: bool,
     ) -> Result<Self> {
+        // The device reads what it maps (some IOMMUs cannot even make a mapping write-only): the
+        // descriptor must allow reading, as `mmap()` requires; and writing, for a device that
+        // writes. Access mode 3 (`O_ACCMODE`) allows neither.
+        let access = file.flags() & file::flags::O_ACCMODE;
+        if access != file::flags::O_RDONLY && access != file::flags::O_RDWR {
+            return Err(EBADF);
+        }
         if writable {
-            if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
+            if access != file::flags::O_RDWR {
                 return Err(EBADF);
             }
             // SAFETY: `file` is a valid file.
@@ -628,8 +635,8 @@ impl PinnedPages {
             let got = match usize::try_from(ret) {
                 Ok(got) if got > 0 => min(got, max),
                 _ if fatal_signal_pending() => return Err(EINTR),
-                // The documented ones: a range past the end of the file, no memory, no room in
-                // the file system for a page the file lacked (hugetlb pool, tmpfs size).
+                // The documented ones: a range past the end of the file, no memory (or no huge
+                // page left in the hugetlb pool), no room in a tmpfs for a page the file lacked.
                 _ if ret == -(bindings::EINVAL as c_long) => return Err(EINVAL),
                 _ if ret == -(bindings::ENOMEM as c_long) => return Err(ENOMEM),
                 _ if ret == -(bindings::ENOSPC as c_long) => return Err(ENOSPC),

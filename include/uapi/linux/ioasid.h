@@ -385,23 +385,25 @@ struct ioasid_map {
  * charged to the caller's user (RLIMIT_MEMLOCK, unless CAP_IPC_LOCK) until
  * they are unmapped, as for IOASID_MAP.
  *
- * With IOASID_MAP_WRITE the device writes the file: @fd must be open for
- * writing, and the file not sealed against writes (F_SEAL_WRITE or
+ * @fd must be open for reading (the device reads what it maps). With
+ * IOASID_MAP_WRITE the device writes the file: @fd must be open for
+ * writing too, and the file not sealed against writes (F_SEAL_WRITE or
  * F_SEAL_FUTURE_WRITE). A later truncation or hole punch of a mapped range
  * takes the pages out of the file but not out of the IOASID: the device
  * keeps reading and writing the pinned pages the mapping holds, which the
  * file no longer shows; they are freed when the mapping is unmapped.
  *
  * Errors: the common ones, and
- *  ENOENT, EEXIST, ERANGE, ENOMEM, EINTR: as for IOASID_MAP.
+ *  ENOENT, EEXIST, ERANGE, EINTR: as for IOASID_MAP.
+ *  ENOMEM: as for IOASID_MAP, or no huge page is left in the hugetlb pool
+ *	for a page the range did not have yet.
  *  EINVAL: as for IOASID_MAP (with @start for @user_va), a file that is
  *	neither shmem nor hugetlbfs, or a range that ends past the end of the
  *	file.
- *  ENOSPC: as for IOASID_MAP, or the file system has no room for a page
- *	the range did not have yet (the hugetlb pool is empty, a tmpfs is
- *	full).
- *  EBADF: @fd is not an open file descriptor, or it is not open for
- *	writing and IOASID_MAP_WRITE was asked for.
+ *  ENOSPC: as for IOASID_MAP, or a tmpfs has no room for a page the range
+ *	did not have yet.
+ *  EBADF: @fd is not an open file descriptor, it is not open for reading,
+ *	or it is not open for writing and IOASID_MAP_WRITE was asked for.
  *  EPERM: IOASID_MAP_WRITE on a file sealed against writes.
  *  EFAULT: also: a page of the file could not be read in (an I/O error).
  */

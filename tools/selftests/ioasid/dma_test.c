@@ -612,7 +612,7 @@ TEST_F(dma, map_file_hugetlb_as_2m_ioptes)
 TEST_F(dma, map_file_refusals)
 {
 	long pins0 = pins();
-	int mfd = memfd_of(4 * PAGE, MFD_ALLOW_SEALING), ro, sealed, devnull, pipes[2];
+	int mfd = memfd_of(4 * PAGE, MFD_ALLOW_SEALING), ro, wo, sealed, devnull, pipes[2];
 	char path[64];
 	struct ioasid_map_file m = {
 		.argsz = sizeof(m), .flags = RW | IOASID_MAP_FIXED_IOVA, .ioasid = self->ioasid,
@@ -636,12 +636,16 @@ TEST_F(dma, map_file_refusals)
 		{ 5, 0, PAGE, RW, EBADF },		/* -1 */
 		{ 6, 0, PAGE, RW, EBADF },		/* not open */
 		{ 7, 0, PAGE, RW, EBADF },		/* INT_MIN */
+		{ 8, 0, PAGE, IOASID_MAP_READ, EBADF },	/* write-only descriptor */
+		{ 8, 0, PAGE, IOASID_MAP_WRITE, EBADF },	/* the device would read it too */
 	};
 
 	ASSERT_LE(0, mfd);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
 	ro = open(path, O_RDONLY | O_CLOEXEC);
 	ASSERT_LE(0, ro);
+	wo = open(path, O_WRONLY | O_CLOEXEC);
+	ASSERT_LE(0, wo);
 	sealed = memfd_of(PAGE, MFD_ALLOW_SEALING);
 	ASSERT_LE(0, sealed);
 	ASSERT_EQ(0, fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE));
@@ -649,7 +653,7 @@ TEST_F(dma, map_file_refusals)
 	ASSERT_LE(0, devnull);
 	ASSERT_EQ(0, pipe(pipes));
 	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const int fds[] = { mfd, ro, sealed, devnull, pipes[0], -1, 1000, -2147483647 - 1 };
+		const int fds[] = { mfd, ro, sealed, devnull, pipes[0], -1, 1000, -2147483647 - 1, wo };
 
 		m.fd = fds[cases[i].fd_sel];
 		m.start = cases[i].start;
@@ -672,6 +676,7 @@ TEST_F(dma, map_file_refusals)
 	ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_DST, 2 * PAGE, NULL));
 	EXPECT_EQ(pins0, pins());
 	close(ro);
+	close(wo);
 	close(sealed);
 	close(devnull);
 	close(pipes[0]);

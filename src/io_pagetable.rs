@@ -292,6 +292,16 @@ pub(crate) enum MapSource {
     File(ARef<LocalFile>, u64),
 }
 
+impl MapSource {
+    /// Where the memory starts in its source: the user address or the file offset.
+    fn start(&self) -> u64 {
+        match self {
+            MapSource::Va(va) => *va,
+            MapSource::File(_, offset) => *offset,
+        }
+    }
+}
+
 /// A checked `IOASID_MAP` or `IOASID_MAP_FILE` request.
 ///
 /// # Invariants
@@ -319,10 +329,7 @@ impl MapRequest {
         prot: i32,
     ) -> Result<Self> {
         let page = PAGE_SIZE as u64;
-        let start = match &source {
-            MapSource::Va(va) => *va,
-            MapSource::File(_, offset) => *offset,
-        };
+        let start = source.start();
         if length == 0 || length % page != 0 || start % page != 0 {
             return Err(EINVAL);
         }
@@ -346,10 +353,7 @@ impl MapRequest {
     /// contiguous memory is contiguous there too, so an IOVA placed at the same offset from an
     /// alignment can be mapped with pages of that size.
     fn start(&self) -> u64 {
-        match &self.source {
-            MapSource::Va(va) => *va,
-            MapSource::File(_, offset) => *offset,
-        }
+        self.source.start()
     }
 }
 

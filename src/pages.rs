@@ -698,14 +698,7 @@ impl PinnedPages {
                 }
                 self.count(n);
             }
-            if folios.0[..got].iter().any(|&f| pinned_too_often(f.cast())) {
-                // What was pinned is unpinned when the caller drops `self`.
-                return Err(ENOMEM);
-            }
-            crate::iommu::cond_resched();
-            if self.pinned < npages && fatal_signal_pending() {
-                return Err(EINTR);
-            }
+            self.batch_done(npages, folios.0[..got].iter().map(|&f| f.cast()))?;
         }
         Ok(())
     }
@@ -759,16 +752,25 @@ impl PinnedPages {
                 }
             }
             self.count(got);
-            if batch.0[..got].iter().any(|&p| pinned_too_often(p.cast())) {
-                // What was pinned is unpinned when the caller drops `self`.
-                return Err(ENOMEM);
-            }
-            // User space decides how many batches there are; a process being killed stops
-            // pinning at once (GUP's fast path does not look at signals).
-            crate::iommu::cond_resched();
-            if self.pinned < npages && fatal_signal_pending() {
-                return Err(EINTR);
-            }
+            self.batch_done(npages, batch.0[..got].iter().map(|&p| p.cast()))?;
+        }
+        Ok(())
+    }
+
+    /// What follows each batch of [`PinnedPages::pin_batches`] and
+    /// [`PinnedPages::pin_folios`], once its `pinned` pages (or folios) were counted: `ENOMEM`
+    /// if one of them is pinned too often already, `EINTR` if the task is being killed and
+    /// pages of the `npages` remain; the CPU is yielded in between. What was pinned is unpinned
+    /// when the caller drops `self`.
+    fn batch_done(&self, npages: usize, mut pinned: impl Iterator<Item = *mut c_void>) -> Result {
+        if pinned.any(pinned_too_often) {
+            return Err(ENOMEM);
+        }
+        // User space decides how many batches there are; a process being killed stops pinning
+        // at once (GUP's fast path does not look at signals).
+        crate::iommu::cond_resched();
+        if self.pinned < npages && fatal_signal_pending() {
+            return Err(EINTR);
         }
         Ok(())
     }

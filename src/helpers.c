@@ -5,6 +5,8 @@
  */
 #include <linux/cred.h>
 #include <linux/fcntl.h>
+#include <linux/file.h>
+#include <linux/fs.h>
 #include <linux/hugetlb.h>
 #include <linux/io.h>
 #include <linux/iommu.h>
@@ -162,7 +164,7 @@ bool ioasid_fatal_signal_pending(void)
 	return fatal_signal_pending(current);
 }
 
-bool ioasid_file_write_sealed(struct file *file)
+static bool file_write_sealed(struct file *file)
 {
 	unsigned int seals = 0;
 
@@ -173,4 +175,37 @@ bool ioasid_file_write_sealed(struct file *file)
 		seals = READ_ONCE(HUGETLBFS_I(file_inode(file))->seals);
 #endif
 	return seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE);
+}
+
+int ioasid_file_writer_get(struct file *file)
+{
+	struct inode *inode = file_inode(file);
+
+	/* As mmap() refuses a shared writable mapping of such a file. */
+	if (IS_APPEND(inode) || IS_IMMUTABLE(inode))
+		return -EPERM;
+	/*
+	 * A shared writable mapping's count: fails once F_SEAL_WRITE is set,
+	 * and makes F_ADD_SEALS of it fail with EBUSY until dropped.
+	 */
+	if (mapping_map_writable(file->f_mapping))
+		return -EPERM;
+	/* F_SEAL_FUTURE_WRITE refuses new writable mappings only. */
+	if (file_write_sealed(file)) {
+		mapping_unmap_writable(file->f_mapping);
+		return -EPERM;
+	}
+	get_file(file);
+	return 0;
+}
+
+void ioasid_file_writer_put(struct file *file)
+{
+	mapping_unmap_writable(file->f_mapping);
+	fput(file);
+}
+
+unsigned long ioasid_folio_index(struct folio *folio)
+{
+	return folio->index;
 }

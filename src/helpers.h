@@ -36,8 +36,15 @@ void ioasid_group_clear_master(struct iommu_group *group);
 bool ioasid_pci_slot_split(struct pci_dev *pdev);
 int ioasid_page_refcount(struct page *page);
 struct file;
-/* Whether a shmem or hugetlbfs @file is sealed against writes. */
-bool ioasid_file_write_sealed(struct file *file);
+/*
+ * A writer's hold on a shmem or hugetlbfs @file (a reference, and a count of
+ * its mapping's i_mmap_writable, as a shared writable mmap() holds): -EPERM if
+ * it is sealed against writes, append-only or immutable. Released by
+ * ioasid_file_writer_put().
+ */
+int ioasid_file_writer_get(struct file *file);
+void ioasid_file_writer_put(struct file *file);
+unsigned long ioasid_folio_index(struct folio *folio);
 
 /* src/pci_driver.c: the ioasid PCI driver (its Rust half is src/driver.rs). */
 int ioasid_pci_driver_register(void);

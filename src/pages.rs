@@ -38,6 +38,7 @@ use core::{
 };
 use kernel::{
     bindings, current,
+    error::to_result,
     ffi::{
         c_int,
         c_long,
@@ -90,10 +91,52 @@ extern "C" {
     /// `folio_ref_count(page_folio(page))`, from `src/helpers.c`. `page` is a `struct page *`
     /// (or a `struct folio *`, whose head page it is).
     fn ioasid_page_refcount(page: *mut c_void) -> c_int;
-    /// Whether `file`, a shmem or hugetlbfs file, is sealed against writes (`F_SEAL_WRITE` or
-    /// `F_SEAL_FUTURE_WRITE`), from `src/helpers.c`; false for any other file. `file` is a
-    /// `struct file *`.
-    fn ioasid_file_write_sealed(file: *mut c_void) -> bool;
+    /// `folio->index`, from `src/helpers.c`: the file offset of a page-cache folio, in pages.
+    fn ioasid_folio_index(folio: *mut c_void) -> c_ulong;
+    /// From `src/helpers.c`: takes a writer's hold on `file` (a `struct file *`), as a shared
+    /// writable `mmap()` does: a reference on the file, and one count of its mapping's
+    /// `i_mmap_writable`, so that `F_SEAL_WRITE` cannot be added until
+    /// [`ioasid_file_writer_put`]. `-EPERM`, and nothing held, for a file sealed against
+    /// writes (`F_SEAL_WRITE`, `F_SEAL_FUTURE_WRITE`), append-only or immutable.
+    fn ioasid_file_writer_get(file: *mut c_void) -> c_int;
+    /// Releases what [`ioasid_file_writer_get`] took.
+    fn ioasid_file_writer_put(file: *mut c_void);
+}
+
+/// A writer's hold on a shmem or hugetlbfs file, kept while a device may write its pages: the
+/// file cannot be sealed against writes meanwhile (`F_ADD_SEALS` of `F_SEAL_WRITE` fails with
+/// `EBUSY`), as while a shared writable mapping of it exists.
+///
+/// # Invariants
+///
+/// `self.0` is a `struct file` on which this value holds a reference and one count of its
+/// mapping's `i_mmap_writable`.
+struct FileWriter(NonNull<c_void>);
+
+// SAFETY: the hold is a file reference and an atomic count, both released from any task.
+unsafe impl Send for FileWriter {}
+// SAFETY: `&FileWriter` gives access to nothing.
+unsafe impl Sync for FileWriter {}
+
+impl FileWriter {
+    /// Takes a writer's hold on `file`; `EPERM` if it is sealed against writes, append-only or
+    /// immutable.
+    fn new(file: &LocalFile) -> Result<Self> {
+        let ptr = file.as_ptr().cast::<c_void>();
+        // SAFETY: `file` is a valid file, referenced for the duration of the call.
+        to_result(unsafe { ioasid_file_writer_get(ptr) })?;
+        // INVARIANT: the call above took the reference and the count.
+        // SAFETY: `file.as_ptr()` is never NULL.
+        Ok(FileWriter(unsafe { NonNull::new_unchecked(ptr) }))
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        // SAFETY: this value holds the reference and the count (type invariant), released once,
+        // here.
+        unsafe { ioasid_file_writer_put(self.0.as_ptr()) };
+    }
 }
 
 /// The reference count past which a page is not pinned once more: each `FOLL_PIN` of a small
@@ -438,6 +481,9 @@ pub(crate) struct PinnedPages {
     mm: ARef<Mm>,
     /// Dropped after the pages are unpinned (fields are dropped after `drop()`).
     _charge: UserCharge,
+    /// For the pages of a file a device may write: the file may not be sealed against writes
+    /// until they are unpinned (dropped after them, as `_charge`).
+    _writer: Option<FileWriter>,
 }
 
 // SAFETY: pinned pages may be unpinned from any task; the runs are plain numbers.
@@ -469,8 +515,12 @@ unsafe fn unpin_run(run: Run, dirty: bool) {
     unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages() as c_ulong, dirty) };
 }
 
-/// Folios pinned per `memfd_pin_folios` call.
+/// Folios pinned per `memfd_pin_folios` call, at most.
 const FOLIO_BATCH: usize = 64;
+
+/// Bytes of a file pinned per `memfd_pin_folios` call, at most (or one folio, if larger): 64
+/// 2 MiB hugetlb folios; 1 GiB hugetlb folios one at a time.
+const FOLIO_BATCH_BYTES: u64 = 128 << 20;
 
 /// The temporary buffer `memfd_pin_folios` writes one batch of folio pointers into.
 struct FolioBatch(KVec<*mut bindings::folio>);
@@ -549,6 +599,7 @@ impl PinnedPages {
             writable,
             mm: ARef::from(&**mm),
             _charge: charge,
+            _writer: None,
         })
     }
 
@@ -575,15 +626,16 @@ impl PinnedPages {
         if access != file::flags::O_RDONLY && access != file::flags::O_RDWR {
             return Err(EBADF);
         }
-        if writable {
+        // Held from before the seals are checked until the pages are unpinned: a write seal
+        // cannot be added while the pages are being pinned, nor after.
+        let writer = if writable {
             if access != file::flags::O_RDWR {
                 return Err(EBADF);
             }
-            // SAFETY: `file` is a valid file.
-            if unsafe { ioasid_file_write_sealed(file.as_ptr().cast()) } {
-                return Err(EPERM);
-            }
-        }
+            Some(FileWriter::new(file)?)
+        } else {
+            None
+        };
         let len = (npages as u64)
             .checked_mul(PAGE_SIZE as u64)
             .filter(|&len| len > 0)
@@ -594,6 +646,7 @@ impl PinnedPages {
             .and_then(|end| i64::try_from(end).ok())
             .ok_or(EINVAL)?;
         let mut this = Self::charged(npages, writable)?;
+        this._writer = writer;
         let mut folios = FolioBatch::new(min(npages, FOLIO_BATCH))?;
         let mut builder = RunBuilder::new(RUN_MAX_PAGES);
         let ret = this.pin_folios(file, offset, end, &mut folios, &mut builder);
@@ -614,19 +667,25 @@ impl PinnedPages {
         builder: &mut RunBuilder,
     ) -> Result {
         let npages = ((end as u64 - offset) as usize >> PAGE_SHIFT) + 1;
+        // The file's page index of the first page.
+        let first = offset >> PAGE_SHIFT;
         while self.pinned < npages {
             let start = offset + (self.pinned << PAGE_SHIFT) as u64;
+            // At most `FOLIO_BATCH` folios and `FOLIO_BATCH_BYTES` of the file (one folio, of
+            // 1 GiB hugetlb): a fatal signal is seen after each.
+            let batch_end = min(end as u64, start.saturating_add(FOLIO_BATCH_BYTES - 1));
             let max = min(folios.0.len(), npages - self.pinned);
             // A folio adds at most two runs (it extends the last one, then a new one).
             builder.reserve(2 * max)?;
             let mut first_offset: c_ulong = 0;
             // SAFETY: `file` is a valid file; `folios` is valid for writes of `max` (at most
-            // its length) pointers; `start..=end` is a range of nonnegative file offsets.
+            // its length) pointers; `start..=batch_end` is a range of nonnegative file offsets
+            // (`batch_end` <= `end`, an `i64`).
             let ret = unsafe {
                 bindings::memfd_pin_folios(
                     file.as_ptr(),
                     start as i64,
-                    end,
+                    batch_end as i64,
                     folios.0.as_mut_ptr(),
                     max as c_uint,
                     &mut first_offset,
@@ -636,71 +695,98 @@ impl PinnedPages {
                 Ok(got) if got > 0 => min(got, max),
                 _ if fatal_signal_pending() => return Err(EINTR),
                 // The documented ones: a range past the end of the file, no memory (or no huge
-                // page left in the hugetlb pool), no room in a tmpfs for a page the file lacked.
+                // page left in the hugetlb pool), no room (or quota) in a tmpfs for a page the
+                // file lacked.
                 _ if ret == -(bindings::EINVAL as c_long) => return Err(EINVAL),
                 _ if ret == -(bindings::ENOMEM as c_long) => return Err(ENOMEM),
                 _ if ret == -(bindings::ENOSPC as c_long) => return Err(ENOSPC),
+                _ if ret == -(bindings::EDQUOT as c_long) => return Err(ENOSPC),
                 // Anything else (an I/O error reading a page in): the page cannot be pinned.
                 _ => return Err(EFAULT),
             };
+            // The folios taken into the runs: all of them, unless the file changed under the
+            // batch (a hole punched and filled meanwhile); then the rest is pinned again, from
+            // where the file is now, in the next batch.
+            let mut taken = got;
             for k in 0..got {
-                let folio = folios.0[k];
-                // SAFETY: `folio` was pinned by the call above: a valid folio.
-                let (pfn, nr) = unsafe {
-                    (
-                        ioasid_folio_pfn(folio.cast()),
-                        ioasid_folio_nr_pages(folio.cast()),
-                    )
-                };
-                // The first folio may start before `start`.
-                let skip = if k == 0 {
-                    first_offset as usize >> PAGE_SHIFT
-                } else {
-                    0
-                };
-                let n = min(nr.saturating_sub(skip), npages - self.pinned);
-                // SAFETY: page `skip` of the folio, which has more than `skip` pages (`n` > 0
-                // below, or nothing is read).
-                let page = unsafe { ioasid_folio_page(folio.cast(), skip as c_ulong) } as usize;
-                // One pin per page, as `pin_user_pages` would have taken: the folio holds one.
-                let added = if n > 1 {
-                    // SAFETY: `folio` holds a pin taken above.
-                    unsafe { bindings::folio_add_pins(folio, (n - 1) as c_uint) }
-                } else {
-                    0
-                };
-                if n == 0
-                    || added != 0
-                    || builder
-                        .add_range(pfn as u64 + skip as u64, page, n)
-                        .is_err()
-                {
-                    if added == 0 && n > 1 {
-                        // SAFETY: the pins added above are released, once, here.
-                        unsafe {
-                            bindings::unpin_user_page_range_dirty_lock(
-                                page as *mut bindings::page,
-                                (n - 1) as c_ulong,
-                                false,
-                            )
-                        };
-                    }
-                    // SAFETY: `folios[k..got]` each hold the one pin `memfd_pin_folios` took
-                    // and are in no run: released once, here.
+                // SAFETY: `folios[k..got]` each hold the one pin `memfd_pin_folios` took and are
+                // in no run.
+                let ret = unsafe { self.take_folio(folios.0[k], first, npages, builder) };
+                if ret != Ok(true) {
+                    // SAFETY: as above; released once, here.
                     unsafe {
                         bindings::unpin_folios(folios.0.as_mut_ptr().add(k), (got - k) as c_ulong)
                     };
-                    return Err(if added != 0 {
-                        Error::from_errno(added)
-                    } else {
-                        EINVAL
-                    });
+                    ret?;
+                    taken = k;
+                    break;
                 }
-                self.count(n);
             }
-            self.batch_done(npages, folios.0[..got].iter().map(|&f| f.cast()))?;
+            self.batch_done(npages, folios.0[..taken].iter().map(|&f| f.cast()))?;
         }
         Ok(())
+    }
+
+    /// Adds to `builder`'s runs, and counts, the pages of `folio` from the file's next page
+    /// (page `first + self.pinned`, `first` being the file page the pinning started at), to
+    /// the folio's end or the last of the `npages`, one pin each: `true`. `false` if `folio`
+    /// does not hold that page (the file changed since `memfd_pin_folios` looked it up), an
+    /// error if the pins cannot be taken or recorded; then the folio's pin is the caller's to
+    /// release, and nothing else was taken.
+    ///
+    /// # Safety
+    ///
+    /// `folio` holds one pin, taken by `memfd_pin_folios` for the caller and in no run.
+    unsafe fn take_folio(
+        &mut self,
+        folio: *mut bindings::folio,
+        first: u64,
+        npages: usize,
+        builder: &mut RunBuilder,
+    ) -> Result<bool> {
+        // The file page wanted (`pinned` < `npages`, whose pages' offsets fit an `i64`).
+        let at = first + self.pinned as u64;
+        // SAFETY: `folio` is pinned (safety contract): a valid folio.
+        let (pfn, nr, index) = unsafe {
+            (
+                ioasid_folio_pfn(folio.cast()),
+                ioasid_folio_nr_pages(folio.cast()) as u64,
+                ioasid_folio_index(folio.cast()) as u64,
+            )
+        };
+        // The page wanted, as the folio's page `skip`: a folio returned for a range starting
+        // inside it (the first of a batch), or one the file no longer has there.
+        let Some(skip) = at.checked_sub(index).filter(|&skip| skip < nr) else {
+            return Ok(false);
+        };
+        // None if all `npages` were taken already (a folio past the range: the file changed).
+        let n = min(nr - skip, npages.saturating_sub(self.pinned) as u64) as usize;
+        if n == 0 {
+            return Ok(false);
+        }
+        // SAFETY: page `skip` of the folio, which has more than `skip` pages.
+        let page = unsafe { ioasid_folio_page(folio.cast(), skip as c_ulong) } as usize;
+        // One pin per page, as `pin_user_pages` would have taken: the folio holds one.
+        if n > 1 {
+            // SAFETY: `folio` holds a pin (safety contract).
+            to_result(unsafe { bindings::folio_add_pins(folio, (n - 1) as c_uint) })?;
+        }
+        if let Err(e) = builder.add_range(pfn as u64 + skip, page, n) {
+            if n > 1 {
+                // SAFETY: the `n - 1` pins added above, on pages `skip..skip + n` of the folio
+                // minus the first, which keeps the caller's; released once, here.
+                unsafe {
+                    bindings::unpin_user_page_range_dirty_lock(
+                        page as *mut bindings::page,
+                        (n - 1) as c_ulong,
+                        false,
+                    )
+                };
+            }
+            return Err(e);
+        }
+        self.count(n);
+        Ok(true)
     }
 
     /// Pins the batches of [`PinnedPages::pin`], collapsing each into `builder`'s runs, and

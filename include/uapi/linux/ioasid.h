@@ -388,7 +388,11 @@ struct ioasid_map {
  * @fd must be open for reading (the device reads what it maps). With
  * IOASID_MAP_WRITE the device writes the file: @fd must be open for
  * writing too, and the file not sealed against writes (F_SEAL_WRITE or
- * F_SEAL_FUTURE_WRITE). A later truncation or hole punch of a mapped range
+ * F_SEAL_FUTURE_WRITE), append-only or immutable; from the start of the
+ * call until it is unmapped, adding F_SEAL_WRITE to the file fails with
+ * EBUSY, as while a shared writable mmap() of it exists. A read-only
+ * mapping holds pinned pages, for which F_SEAL_WRITE waits and then fails
+ * with EBUSY too. A later truncation or hole punch of a mapped range
  * takes the pages out of the file but not out of the IOASID: the device
  * keeps reading and writing the pinned pages the mapping holds, which the
  * file no longer shows; they are freed when the mapping is unmapped.
@@ -400,11 +404,12 @@ struct ioasid_map {
  *  EINVAL: as for IOASID_MAP (with @start for @user_va), a file that is
  *	neither shmem nor hugetlbfs, or a range that ends past the end of the
  *	file.
- *  ENOSPC: as for IOASID_MAP, or a tmpfs has no room for a page the range
- *	did not have yet.
+ *  ENOSPC: as for IOASID_MAP, or a tmpfs has no room (or the caller's
+ *	quota none) for a page the range did not have yet.
  *  EBADF: @fd is not an open file descriptor, it is not open for reading,
  *	or it is not open for writing and IOASID_MAP_WRITE was asked for.
- *  EPERM: IOASID_MAP_WRITE on a file sealed against writes.
+ *  EPERM: IOASID_MAP_WRITE on a file sealed against writes, append-only
+ *	or immutable.
  *  EFAULT: also: a page of the file could not be read in (an I/O error).
  */
 struct ioasid_map_file {

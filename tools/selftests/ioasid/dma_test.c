@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -612,7 +613,7 @@ TEST_F(dma, map_file_hugetlb_as_2m_ioptes)
 TEST_F(dma, map_file_refusals)
 {
 	long pins0 = pins();
-	int mfd = memfd_of(4 * PAGE, MFD_ALLOW_SEALING), ro, wo, sealed, devnull, pipes[2];
+	int mfd = memfd_of(4 * PAGE, MFD_ALLOW_SEALING), ro, wo, sealed, future, devnull, pipes[2];
 	char path[64];
 	struct ioasid_map_file m = {
 		.argsz = sizeof(m), .flags = RW | IOASID_MAP_FIXED_IOVA, .ioasid = self->ioasid,
@@ -638,6 +639,7 @@ TEST_F(dma, map_file_refusals)
 		{ 7, 0, PAGE, RW, EBADF },		/* INT_MIN */
 		{ 8, 0, PAGE, IOASID_MAP_READ, EBADF },	/* write-only descriptor */
 		{ 8, 0, PAGE, IOASID_MAP_WRITE, EBADF },	/* the device would read it too */
+		{ 9, 0, PAGE, RW, EPERM },		/* future-write-sealed, device writes */
 	};
 
 	ASSERT_LE(0, mfd);
@@ -649,11 +651,15 @@ TEST_F(dma, map_file_refusals)
 	sealed = memfd_of(PAGE, MFD_ALLOW_SEALING);
 	ASSERT_LE(0, sealed);
 	ASSERT_EQ(0, fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE));
+	future = memfd_of(PAGE, MFD_ALLOW_SEALING);
+	ASSERT_LE(0, future);
+	ASSERT_EQ(0, fcntl(future, F_ADD_SEALS, F_SEAL_FUTURE_WRITE));
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, devnull);
 	ASSERT_EQ(0, pipe(pipes));
 	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const int fds[] = { mfd, ro, sealed, devnull, pipes[0], -1, 1000, -2147483647 - 1, wo };
+		const int fds[] = { mfd,  ro,   sealed, devnull, pipes[0], -1,
+				    1000, -2147483647 - 1, wo, future };
 
 		m.fd = fds[cases[i].fd_sel];
 		m.start = cases[i].start;
@@ -678,10 +684,88 @@ TEST_F(dma, map_file_refusals)
 	close(ro);
 	close(wo);
 	close(sealed);
+	close(future);
 	close(devnull);
 	close(pipes[0]);
 	close(pipes[1]);
 	close(mfd);
+}
+
+/* The sealing side of map_file_write_seal_race. */
+struct sealer {
+	int mfd;
+	unsigned int delay_us;
+	volatile int go, stop;
+	int sealed;
+};
+
+static void *seal_when_told(void *arg)
+{
+	struct sealer *s = arg;
+
+	while (!s->go)
+		;
+	usleep(s->delay_us);
+	/* Until the map returns: a seal that wins may come at any moment of it. */
+	do {
+		if (!fcntl(s->mfd, F_ADD_SEALS, F_SEAL_WRITE)) {
+			s->sealed = 1;
+			break;
+		}
+	} while (!s->stop);
+	return NULL;
+}
+
+/*
+ * F_SEAL_WRITE raced against an IOASID_MAP_FILE for the device to write,
+ * landing at every moment of it (a fresh hugetlb file: the map allocates and
+ * zeroes the huge page before it can pin it): the seal and the map never
+ * both succeed. A seal added while the pages were being pinned used to
+ * succeed, and the device could then write a sealed file.
+ */
+TEST_F(dma, map_file_write_seal_race)
+{
+	long pins0 = pins();
+	unsigned int both = 0, sealed = 0, mapped = 0, took_us = 0;
+	int fd;
+
+	fd = open("/proc/sys/vm/nr_hugepages", O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1, write(fd, "4", 1));
+	close(fd);
+	for (unsigned int i = 0; i < 40; i++) {
+		/* Seals tried from 0 to 5/4 of the longest map seen so far on. */
+		struct sealer s = { .delay_us = (i % 20) * took_us / 16 };
+		struct timespec t0, t1;
+		pthread_t t;
+		int ret;
+
+		s.mfd = memfd_of(HUGE, MFD_HUGETLB | MFD_ALLOW_SEALING);
+		ASSERT_LE(0, s.mfd);
+		ASSERT_EQ(0, pthread_create(&t, NULL, seal_when_told, &s));
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		s.go = 1;
+		ret = map_file(self->fd, self->ioasid, s.mfd, 0, HUGE, IOVA_SRC, RW, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		s.stop = 1;
+		if (!ret && (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000 > took_us)
+			took_us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+		pthread_join(t, NULL);
+		if (!ret) {
+			mapped++;
+			both += s.sealed;
+			ASSERT_EQ(0, unmap(self->fd, self->ioasid, IOVA_SRC, HUGE, NULL));
+		} else {
+			EXPECT_EQ(-EPERM, ret) TH_LOG("round %u", i);
+			EXPECT_EQ(1, s.sealed) TH_LOG("round %u: refused, yet not sealed", i);
+		}
+		sealed += s.sealed;
+		EXPECT_EQ(pins0, pins()) TH_LOG("round %u", i);
+		close(s.mfd);
+	}
+	TH_LOG("40 rounds: %u mapped, %u sealed, %u both; a map took up to %u us",
+	       mapped, sealed, both, took_us);
+	EXPECT_EQ(0, both);
 }
 
 /*

@@ -24,7 +24,9 @@
 //! segment is mapped with one `iommu_map` call: a 2 MiB huge page becomes one 2 MiB IOPTE. The
 //! IOPTEs in all domains are counted by page size in [`IOPTES`], which debugfs shows as
 //! `ioasid/iopte_counts`. Unmapping flushes the IOTLB of every domain before the pages are
-//! unpinned.
+//! unpinned. A domain whose last group was detached is not emptied area by area: it leaves the
+//! table with its mappings, which go with its page table ([`IoPageTable::retire_domain`]); no
+//! device can reach them any more.
 
 use core::fmt;
 use kernel::{
@@ -174,9 +176,11 @@ fn segment(iova: u64, paddr: u64, size: u64, bitmap: u64) -> Option<(u64, u64)> 
 ///
 /// # Invariants
 ///
-/// `pages` (nonempty) stay pinned for as long as any part of the area is mapped in any domain:
-/// an area is dropped only after it was unmapped from every domain it was mapped into, and one
-/// whose unmap came up short is never dropped ([`IoPageTable::drop_area`]). In the table, the
+/// `pages` (nonempty) stay pinned for as long as any part of the area is mapped in any domain
+/// a group is or may be attached to: an area is dropped only after it was unmapped from every
+/// domain of the table it was mapped into, or that domain was retired (no group attached, none
+/// ever again: [`IoPageTable::retire_domain`]); one whose unmap came up short is never dropped
+/// ([`IoPageTable::drop_area`]) but while that domain is in use. In the table, the
 /// area at `start` covers `[start, start + length() - 1]`, which does not wrap.
 struct Area {
     /// `PROT_READ` and/or `PROT_WRITE`, and `PROT_CACHE`.
@@ -399,7 +403,7 @@ impl PinnedArea {
 ///
 /// `area` is unmapped from every domain of the table but `domains`. It is dropped, and its
 /// pages unpinned, only once all of `domains` left the table, which they do after their last
-/// group was detached ([`IoPageTable::remove_domain`]) or with the table itself.
+/// group was detached ([`IoPageTable::retire_domain`]) or with the table itself.
 struct Stuck {
     domains: KVec<Arc<Domain>>,
     area: Area,
@@ -681,11 +685,51 @@ impl IoPageTable {
     pub(crate) fn remove_domain(&mut self, domain: &Arc<Domain>) {
         self.domains.retain(|d| !Arc::ptr_eq(d, domain));
         self.unmap_domain(domain);
+        self.unstick(domain);
+    }
+
+    /// Unpins the areas stuck only in `domain`, which left the table and which no group can
+    /// reach any more.
+    fn unstick(&mut self, domain: &Arc<Domain>) {
         for s in self.stuck.iter_mut() {
             s.domains.retain(|d| !Arc::ptr_eq(d, domain));
         }
         // INVARIANT: an area stuck in no domain that is still in use may be unpinned.
         self.stuck.retain(|s| !s.domains.is_empty());
+    }
+
+    /// Removes `domain`, to which no group is attached any more, leaving its mappings to be
+    /// freed with its page table when its last reference goes, instead of unmapping the areas
+    /// from it one by one (an `iommu_unmap` per area, when a context with 10^6 of them closes);
+    /// only their IOPTEs are uncounted. The areas stuck in it alone are then unpinned.
+    ///
+    /// # Safety
+    ///
+    /// No group is attached to `domain`, and none will be again (its users detached it from
+    /// their last group, and it leaves the table, which alone offers domains to groups): the
+    /// IOMMU no longer walks its page table, which may then keep pointing at pages unpinned
+    /// after this.
+    pub(crate) unsafe fn retire_domain(&mut self, domain: Arc<Domain>) {
+        self.domains.retain(|d| !Arc::ptr_eq(d, &domain));
+        let bitmap = domain.pgsize_bitmap();
+        for (i, (start, _, area)) in self.areas.iter().enumerate() {
+            // What `map_area` counted for it: the areas in the table are mapped in each of its
+            // domains.
+            let _ = map_segments(
+                start,
+                area.pages.runs(),
+                bitmap,
+                area.length(),
+                |_, _, pg, n| {
+                    IOPTES[iopte_bucket(pg)].fetch_sub(n, Relaxed);
+                    Ok(())
+                },
+            );
+            if i % 1024 == 1023 {
+                cond_resched();
+            }
+        }
+        self.unstick(&domain);
     }
 
     /// Unmaps from `domain` every area that is mapped in it (all of them; or, after a failed

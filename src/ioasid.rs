@@ -125,11 +125,14 @@ impl State {
                 coherency.put();
             }
         }
-        // Unmaps every area from every domain, then unpins it: the domains are empty after.
-        self.iopt.unmap_all();
+        // The domains go first, with their mappings: no group is attached to them any more.
         while let Some(d) = self.iopt.domains().first().cloned() {
-            self.iopt.remove_domain(&d);
+            // SAFETY: every group was detached above, and no group can attach to a freed
+            // IOASID (`live()` refuses it) nor to a domain out of its table.
+            unsafe { self.iopt.retire_domain(d) };
         }
+        // Then the areas are unpinned: no domain maps them any more.
+        self.iopt.unmap_all();
         Ok(())
     }
 }
@@ -349,7 +352,10 @@ impl Ioasid {
             .any(|g| Arc::ptr_eq(g.attachment.domain(), &domain))
             && state.iopt.has_domain(&domain)
         {
-            state.iopt.remove_domain(&domain);
+            // SAFETY: `domain`'s last group was detached above (the state's lock is held, so
+            // no other can attach meanwhile), and it leaves the table, from which alone groups
+            // are attached.
+            unsafe { state.iopt.retire_domain(domain) };
         }
         // The remaining groups' regions; on failure to allocate, the old (larger) set stays.
         if let Ok(ranges) = all_reserved(&state.groups, &[]) {

@@ -473,6 +473,45 @@ static int iopte_counts(long *k4, long *m2)
 
 #define HUGE (2ul << 20)
 
+/*
+ * A domain whose last device detached leaves with its mappings (not unmapped
+ * area by area): its IOPTEs are gone from the counts, no DMA reaches the
+ * areas, which stay pinned and are mapped into the next domain on attach;
+ * freeing the IOASID with the device attached unpins them.
+ */
+TEST_F(dma, detached_domain_goes_with_its_mappings)
+{
+	long pins0 = pins(), k4, m2, k4_0, m2_0;
+
+	ASSERT_EQ(0, iopte_counts(&k4_0, &m2_0));
+	fill(self->src, PAGE, 8);
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->src, PAGE, IOVA_SRC, RW));
+	ASSERT_EQ(0, map_at(self->fd, self->ioasid, self->dst, PAGE, IOVA_DST, RW));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(k4_0 + 2, k4);
+	ASSERT_EQ(0, detach(self->fd, self->dev));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(k4_0, k4);
+	EXPECT_EQ(pins0 + 2, pins());
+	memset(self->dst, 0x5a, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+	/* A new domain, with both areas replayed into it. */
+	ASSERT_EQ(0, attach(self->fd, self->dev, self->ioasid));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(k4_0 + 2, k4);
+	ASSERT_EQ(0, edu_round_trip(&self->edu, IOVA_SRC, IOVA_DST, 0, PAGE));
+	EXPECT_EQ(0, memcmp(self->src, self->dst, PAGE));
+	/* Freed with the device attached: detached, then unpinned. */
+	ASSERT_EQ(0, free_ioasid(self->fd, self->ioasid));
+	ASSERT_EQ(0, iopte_counts(&k4, &m2));
+	EXPECT_EQ(k4_0, k4);
+	EXPECT_EQ(m2_0, m2);
+	EXPECT_EQ(pins0, pins());
+	memset(self->dst, 0x5b, PAGE);
+	expect_blocked_write(_metadata, &self->edu, IOVA_DST, self->dst, 0);
+	EXPECT_TRUE(canaries_intact(self->buf));
+}
+
 TEST_F(dma, huge_page_maps_as_one_2m_iopte)
 {
 	long k4, m2, k4_0, m2_0;

@@ -10,6 +10,7 @@
 #include <linux/hugetlb.h>
 #include <linux/io.h>
 #include <linux/iommu.h>
+#include <linux/pagemap.h>
 #include <linux/pci.h>
 #include <linux/list.h>
 #include <linux/mm.h>
@@ -203,6 +204,13 @@ void ioasid_file_writer_put(struct file *file)
 {
 	mapping_unmap_writable(file->f_mapping);
 	fput(file);
+}
+
+size_t ioasid_fault_in(unsigned long start, size_t len, bool write)
+{
+	if (write)
+		return fault_in_safe_writeable((const char __user *)start, len);
+	return fault_in_readable((const char __user *)start, len);
 }
 
 unsigned long ioasid_folio_index(struct folio *folio)

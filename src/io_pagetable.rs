@@ -28,7 +28,13 @@
 //! table with its mappings, which go with its page table ([`IoPageTable::retire_domain`]); no
 //! device can reach them any more.
 
-use core::fmt;
+use core::{
+    cmp::{
+        max,
+        min, //
+    },
+    fmt,
+};
 use kernel::{
     fs::LocalFile,
     page::PAGE_SIZE,
@@ -482,10 +488,19 @@ impl IoPageTable {
 
     /// Maps `pinned`, the memory of `req`, at the IOVA [`IoPageTable::place`] finds now (it is
     /// checked again here: another thread may have mapped there since), into every domain.
-    /// On failure the memory is unpinned (or kept pinned if an IOMMU driver failed to unmap
-    /// it), and the table is as it was. Errors: those of `place`, and of the IOMMU drivers.
-    pub(crate) fn insert(&mut self, req: &MapRequest, pinned: PinnedArea) -> Result<Mapped> {
-        let iova = self.place(req)?;
+    /// On failure the table is as it was, and the memory is given back if it was never mapped
+    /// (for the caller to drop, unpinning it, after releasing the lock), else unpinned (or
+    /// kept pinned if an IOMMU driver failed to unmap it). Errors: those of `place`, and of
+    /// the IOMMU drivers.
+    pub(crate) fn insert(
+        &mut self,
+        req: &MapRequest,
+        pinned: PinnedArea,
+    ) -> core::result::Result<Mapped, (Error, Option<PinnedArea>)> {
+        let iova = match self.place(req) {
+            Ok(iova) => iova,
+            Err(e) => return Err((e, Some(pinned))),
+        };
         let iova_last = last(iova, req.length);
         let node = pinned.0;
         let area = node.value();
@@ -508,14 +523,14 @@ impl IoPageTable {
         }
         if let Some((e, short)) = failed {
             self.release(node.into_value(), short);
-            return Err(e);
+            return Err((e, None));
         }
         match self.areas.insert(node, iova, iova_last) {
             Ok(()) => Ok(Mapped { iova, serial }),
             // Not reached: placed above, under the same lock. Undone all the same.
             Err((e, node)) => {
                 self.drop_area(iova, node.into_value());
-                Err(e)
+                Err((e, None))
             }
         }
     }
@@ -846,13 +861,22 @@ fn map_area(domain: &Domain, iova: u64, area: &Area) -> core::result::Result<(),
         domain.pgsize_bitmap(),
         area.length(),
         |va, pa, pg, count| {
-            let len = usize::try_from(pg * count)?;
-            // SAFETY: `pa..pa + len` is part of `area`'s pinned pages, which stay pinned while
-            // the area is mapped in any domain (type invariant of `Area`); `va..va + len` is
-            // free in this domain: the table keeps areas disjoint.
-            timed(0, || unsafe { domain.map(va, pa, len, area.prot) })?;
-            IOPTES[iopte_bucket(pg)].fetch_add(count, Relaxed);
-            mapped += pg * count;
+            let mut done = 0;
+            while done < count {
+                let n = min(count - done, max(CALL_BYTES / pg, 1));
+                let len = usize::try_from(pg * n)?;
+                let (va, pa) = (va + done * pg, pa + done * pg);
+                // SAFETY: `pa..pa + len` is part of `area`'s pinned pages, which stay pinned
+                // while the area is mapped in any domain (type invariant of `Area`);
+                // `va..va + len` is free in this domain: the table keeps areas disjoint.
+                timed(0, || unsafe { domain.map(va, pa, len, area.prot) })?;
+                IOPTES[iopte_bucket(pg)].fetch_add(n, Relaxed);
+                mapped += pg * n;
+                done += n;
+                if done < count {
+                    cond_resched();
+                }
+            }
             Ok(())
         },
     );
@@ -883,24 +907,49 @@ impl Short {
 /// IOTLB, and uncounts their IOPTEs. Returns `false` if the IOMMU driver unmapped less: then
 /// part of it may still be mapped, and its pages must stay pinned.
 fn unmap_area(domain: &Domain, iova: u64, area: &Area, length: u64) -> bool {
-    let Ok(size) = usize::try_from(length) else {
-        return false;
+    // Whole IOPTEs from `at`, about `CALL_BYTES` of them, per `iommu_unmap` call.
+    let mut at = iova;
+    let mut span: u64 = 0;
+    let mut unmapped: u64 = 0;
+    let mut flush = |at: &mut u64, span: &mut u64| {
+        if let Ok(size) = usize::try_from(*span) {
+            // SAFETY: `at..at + span` covers whole IOPTEs mapped by `map_area` (of the first
+            // `length` bytes of the area, split the same way).
+            let done = timed(2, || unsafe { domain.unmap(*at, size) });
+            unmapped += done as u64;
+        }
+        *at += *span;
+        *span = 0;
     };
-    // SAFETY: `iova..iova + length` covers whole segments mapped by `map_area` (the first
-    // `length` bytes of the area, split the same way).
-    let unmapped = timed(2, || unsafe { domain.unmap(iova, size) });
     let _ = map_segments(
         iova,
         area.pages.runs(),
         domain.pgsize_bitmap(),
         length,
         |_, _, pg, count| {
+            let mut done = 0;
+            while done < count {
+                let n = min(count - done, max(CALL_BYTES / pg, 1));
+                span += pg * n;
+                done += n;
+                if span >= CALL_BYTES {
+                    flush(&mut at, &mut span);
+                    cond_resched();
+                }
+            }
             IOPTES[iopte_bucket(pg)].fetch_sub(count, Relaxed);
             Ok(())
         },
     );
-    unmapped == size
+    if span > 0 {
+        flush(&mut at, &mut span);
+    }
+    unmapped == length
 }
+
+/// The bytes one `iommu_map` or `iommu_unmap` call covers at most (or one IOPTE, if larger):
+/// the IOMMU driver walks its page table in one go, without yielding the CPU.
+const CALL_BYTES: u64 = 1 << 30;
 
 /// Says once that an IOMMU driver failed to unmap, which leaves pages pinned for good.
 fn warn_unmap_short() {
@@ -936,7 +985,7 @@ mod tests {
         let req = MapRequest::new(MapSource::Va(user_va), length, iova, prot)?;
         t.place(&req)?;
         let pinned = PinnedArea::pin(&req)?;
-        t.insert(&req, pinned)
+        t.insert(&req, pinned).map_err(|(e, _)| e)
     }
 
     /// Every number of a MAP is checked before any arithmetic: these used to overflow (a kernel

@@ -200,9 +200,11 @@ impl Ioasid {
         self.live()?.iopt.place(&req)?;
         let pinned = PinnedArea::pin(&req)?;
         // Placed again under the lock: another thread may have mapped there meanwhile, a
-        // device with reserved regions been attached, or the IOASID freed (then `pinned` is
-        // dropped, unpinned, here).
-        self.live()?.iopt.insert(&req, pinned)
+        // device with reserved regions been attached, or the IOASID freed. A map that lost
+        // the race unpins its memory (which may take long) after the lock is released: the
+        // guard is a temporary of this statement, `inserted` lives on.
+        let inserted = self.live()?.iopt.insert(&req, pinned);
+        inserted.map_err(|(e, _unpinned_after_the_lock)| e)
     }
 
     /// `enum ioasid_coherency_flags` of this IOASID.

@@ -15,6 +15,13 @@
 //! unpinned a run at a time with `unpin_user_page_range_dirty_lock`, which releases each folio's
 //! pins at once.
 //!
+//! Pinning never waits for user space while it holds pins it has not checked yet. Present pages
+//! are pinned a batch at a time with `FOLL_NOFAULT`, then checked ([`PIN_REFCOUNT_LIMIT`]); a
+//! page that is not present is faulted in first, with no pin held (a userfaultfd or FUSE fault
+//! may take forever), then pinned. And all tasks together hold at most [`UNCHECKED_REFS_MAX`]
+//! references from pins not checked yet ([`Unchecked`]), whatever the number of threads: a
+//! page's reference count cannot be driven past `INT_MAX` by many batches in flight at once.
+//!
 //! The pages are accounted as upstream iommufd does by default:
 //!
 //! - they are charged to the calling task's *user* (`user_struct::locked_vm`, the counter that
@@ -63,6 +70,10 @@ use kernel::{
             Relaxed, //
         },
     },
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
 };
 
 extern "C" {
@@ -91,6 +102,11 @@ extern "C" {
     /// `folio_ref_count(page_folio(page))`, from `src/helpers.c`. `page` is a `struct page *`
     /// (or a `struct folio *`, whose head page it is).
     fn ioasid_page_refcount(page: *mut c_void) -> c_int;
+    /// From `src/helpers.c`: faults in `len` bytes of the current task's memory at `start`,
+    /// for writing if `write` (`fault_in_safe_writeable`, which writes nothing), else for
+    /// reading (`fault_in_readable`), without pinning anything; stops at the first page that
+    /// cannot be. Returns the bytes not faulted in.
+    fn ioasid_fault_in(start: c_ulong, len: usize, write: bool) -> usize;
     /// `folio->index`, from `src/helpers.c`: the file offset of a page-cache folio, in pages.
     fn ioasid_folio_index(folio: *mut c_void) -> c_ulong;
     /// From `src/helpers.c`: takes a writer's hold on `file` (a `struct file *`), as a shared
@@ -143,8 +159,8 @@ impl Drop for FileWriter {
 /// folio adds `GUP_PIN_COUNTING_BIAS` (1024) to it, so the same page mapped at many addresses
 /// and pinned through each (by one user with a large `RLIMIT_MEMLOCK`, or `CAP_IPC_LOCK`)
 /// would otherwise overflow it: GUP warns then, and a count that wrapped is a use-after-free
-/// waiting to happen. Half the range leaves room for every batch pinned concurrently
-/// (`PIN_BATCH` pins of one page add at most 2^19) and for the kernel's other users.
+/// waiting to happen. Half the range leaves room for the pins in flight, not checked yet (at
+/// most [`UNCHECKED_REFS_MAX`], 2^29, all tasks together) and for the kernel's other users.
 const PIN_REFCOUNT_LIMIT: c_int = 1 << 30;
 
 /// Whether one more pin of `page` (a `struct page *` or `struct folio *`), which the caller
@@ -152,7 +168,61 @@ const PIN_REFCOUNT_LIMIT: c_int = 1 << 30;
 fn pinned_too_often(page: *mut c_void) -> bool {
     // SAFETY: `page` is pinned by the caller, so it and its folio stay valid.
     let count = unsafe { ioasid_page_refcount(page) };
-    count > PIN_REFCOUNT_LIMIT
+    // A count that wrapped past `INT_MAX` reads negative: too often too.
+    count as u32 > PIN_REFCOUNT_LIMIT as u32
+}
+
+/// The references that pins taken but not yet checked against [`PIN_REFCOUNT_LIMIT`] may
+/// have added to one page, all pinning tasks together, at most: with the limit, a page's count
+/// stays below 2^30 + 2^29, far from overflow, however many threads pin the same page at once
+/// (each waiting somewhere inside GUP with a batch half pinned, say).
+const UNCHECKED_REFS_MAX: usize = 1 << 29;
+
+/// The references reserved by [`Unchecked`] now.
+static UNCHECKED_REFS: Atomic<usize> = Atomic::new(0);
+
+/// A pin of a small folio adds this many references to it (`GUP_PIN_COUNTING_BIAS`); one of a
+/// large folio, one (and one to its pin count).
+const REFS_PER_PIN: usize = bindings::GUP_PIN_COUNTING_BIAS as usize;
+
+/// A share of [`UNCHECKED_REFS_MAX`], taken before pins are taken and given back once they
+/// were checked (or released).
+///
+/// # Invariants
+///
+/// `self.0` references are counted in [`UNCHECKED_REFS`] for this value.
+struct Unchecked(usize);
+
+impl Unchecked {
+    /// Reserves `refs` references, waiting (killably) while other pinning tasks hold the
+    /// rest; `EINTR` if the task is killed meanwhile. GUP is called with nothing reserved
+    /// while it may wait for user space (a fault), so the wait is short.
+    fn reserve(refs: usize) -> Result<Self> {
+        let mut cur = UNCHECKED_REFS.load(Relaxed);
+        loop {
+            match cur.checked_add(refs).filter(|&n| n <= UNCHECKED_REFS_MAX) {
+                Some(new) => match UNCHECKED_REFS.cmpxchg(cur, new, Relaxed) {
+                    // INVARIANT: `refs` were counted.
+                    Ok(_) => return Ok(Unchecked(refs)),
+                    Err(now) => cur = now,
+                },
+                None => {
+                    if fatal_signal_pending() {
+                        return Err(EINTR);
+                    }
+                    fsleep(Delta::from_millis(1));
+                    cur = UNCHECKED_REFS.load(Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Unchecked {
+    fn drop(&mut self) {
+        // Counted for this value (type invariant).
+        UNCHECKED_REFS.fetch_sub(self.0, Relaxed);
+    }
 }
 
 /// Whether the current task was sent a fatal signal (it is being killed).
@@ -163,6 +233,14 @@ fn fatal_signal_pending() -> bool {
 
 /// Pages pinned per `pin_user_pages_fast` call.
 const PIN_BATCH: usize = 512;
+
+/// Faults in `nr` pages of the current task's memory at `start` (page aligned, in bounds), for
+/// writing if `write`, without pinning them: an error shows when they are pinned.
+fn fault_in(start: usize, nr: usize, write: bool) {
+    // SAFETY: faulting in user memory through the uaccess routines, which check the range and
+    // handle every fault, is allowed from any task with no lock held.
+    unsafe { ioasid_fault_in(start as c_ulong, nr * PAGE_SIZE, write) };
+}
 
 /// The pages pinned by the module now, all contexts and users together.
 pub(crate) static PINNED_PAGES: Atomic<usize> = Atomic::new(0);
@@ -515,11 +593,12 @@ unsafe fn unpin_run(run: Run, dirty: bool) {
     unsafe { bindings::unpin_user_page_range_dirty_lock(page, run.npages() as c_ulong, dirty) };
 }
 
-/// Folios pinned per `memfd_pin_folios` call, at most.
-const FOLIO_BATCH: usize = 64;
+/// Folios pinned per `memfd_pin_folios` call, at most (a call costs about as much as a few
+/// dozen folios of the page cache: 64 made shmem maps a third slower than iommufd's).
+const FOLIO_BATCH: usize = 1024;
 
-/// Bytes of a file pinned per `memfd_pin_folios` call, at most (or one folio, if larger): 64
-/// 2 MiB hugetlb folios; 1 GiB hugetlb folios one at a time.
+/// Bytes of a file pinned per `memfd_pin_folios` call, at most: 64 2 MiB hugetlb folios, or an
+/// eighth of a 1 GiB one (which is pinned again for the next eighth).
 const FOLIO_BATCH_BYTES: u64 = 128 << 20;
 
 /// The temporary buffer `memfd_pin_folios` writes one batch of folio pointers into.
@@ -677,6 +756,10 @@ impl PinnedPages {
             let max = min(folios.0.len(), npages - self.pinned);
             // A folio adds at most two runs (it extends the last one, then a new one).
             builder.reserve(2 * max)?;
+            // One pin per folio, then one per page of the range (fewer than 2^15).
+            let _unchecked = Unchecked::reserve(
+                max * REFS_PER_PIN + ((batch_end - start) >> PAGE_SHIFT) as usize + 1,
+            )?;
             let mut first_offset: c_ulong = 0;
             // SAFETY: `file` is a valid file; `folios` is valid for writes of `max` (at most
             // its length) pointers; `start..=batch_end` is a range of nonnegative file offsets
@@ -711,7 +794,9 @@ impl PinnedPages {
             for k in 0..got {
                 // SAFETY: `folios[k..got]` each hold the one pin `memfd_pin_folios` took and are
                 // in no run.
-                let ret = unsafe { self.take_folio(folios.0[k], first, npages, builder) };
+                let ret = unsafe {
+                    self.take_folio(folios.0[k], first, batch_end >> PAGE_SHIFT, npages, builder)
+                };
                 if ret != Ok(true) {
                     // SAFETY: as above; released once, here.
                     unsafe {
@@ -722,14 +807,18 @@ impl PinnedPages {
                     break;
                 }
             }
-            self.batch_done(npages, folios.0[..taken].iter().map(|&f| f.cast()))?;
+            self.batch_done(folios.0[..taken].iter().map(|&f| f.cast()))?;
+            if self.pinned < npages && fatal_signal_pending() {
+                return Err(EINTR);
+            }
         }
         Ok(())
     }
 
     /// Adds to `builder`'s runs, and counts, the pages of `folio` from the file's next page
     /// (page `first + self.pinned`, `first` being the file page the pinning started at), to
-    /// the folio's end or the last of the `npages`, one pin each: `true`. `false` if `folio`
+    /// the folio's end, file page `last` or the last of the `npages`, whichever comes first,
+    /// one pin each: `true`. `false` if `folio`
     /// does not hold that page (the file changed since `memfd_pin_folios` looked it up), an
     /// error if the pins cannot be taken or recorded; then the folio's pin is the caller's to
     /// release, and nothing else was taken.
@@ -741,6 +830,7 @@ impl PinnedPages {
         &mut self,
         folio: *mut bindings::folio,
         first: u64,
+        last: u64,
         npages: usize,
         builder: &mut RunBuilder,
     ) -> Result<bool> {
@@ -760,7 +850,8 @@ impl PinnedPages {
             return Ok(false);
         };
         // None if all `npages` were taken already (a folio past the range: the file changed).
-        let n = min(nr - skip, npages.saturating_sub(self.pinned) as u64) as usize;
+        let n = min(nr - skip, npages.saturating_sub(self.pinned) as u64);
+        let n = min(n, (last + 1).saturating_sub(at)) as usize;
         if n == 0 {
             return Ok(false);
         }
@@ -799,65 +890,99 @@ impl PinnedPages {
         batch: &mut Batch,
         builder: &mut RunBuilder,
     ) -> Result {
+        // Where the last batch came up empty, the pages faulted in since, without pins.
+        let mut faulted_at = None;
         while self.pinned < npages {
-            let nr = min(npages - self.pinned, PIN_BATCH);
-            // Room for the runs of this batch before anything is pinned: recording them cannot
-            // fail then. The size comes from user space: fail quietly if it is absurd.
-            builder.reserve(nr)?;
             // In bounds: `uaddr + npages * PAGE_SIZE` does not wrap (checked by `pin`).
             let start = uaddr + self.pinned * PAGE_SIZE;
-            // SAFETY: `batch` is valid for writes of `nr` (at most its length) pointers;
-            // `pin_user_pages_fast` pins pages of the current task's memory.
-            let ret = unsafe {
-                bindings::pin_user_pages_fast(start, nr as c_int, flags, batch.0.as_mut_ptr())
+            // Pages that are present are pinned a batch at a time, without faults: GUP never
+            // waits for user space (a userfaultfd, FUSE) holding pins not checked yet. A
+            // page that is not gets faulted in first, with no pin held, then pinned; if even
+            // that does not take, it alone is pinned with faults allowed, which gives either
+            // the page or the final error.
+            let (nr, flags) = match faulted_at {
+                Some(at) if at == start => (1, flags),
+                _ => (
+                    min(npages - self.pinned, PIN_BATCH),
+                    flags | bindings::FOLL_NOFAULT,
+                ),
             };
-            let got = match usize::try_from(ret) {
-                Ok(got) if got > 0 => min(got, nr),
-                // A fault GUP waited on (userfaultfd, FUSE, swap) was cut short by a fatal
-                // signal: GUP says `EINTR`, `ERESTARTSYS` or `EFAULT` depending on where.
-                _ if fatal_signal_pending() => return Err(EINTR),
-                // What was pinned is unpinned when the caller drops `self`.
-                _ if ret < 0 => return Err(Error::from_errno(ret)),
-                _ => return Err(EFAULT),
-            };
-            for k in 0..got {
-                let (pfn, addr) = page_pfn(batch.0[k]);
-                if builder.add(pfn, addr).is_err() {
-                    // Not reached: room was reserved, and frame numbers fit 40 bits. Pages
-                    // `k..got` cannot be recorded: their pins go back now.
-                    // SAFETY: `batch[k..got]` were pinned by the call above and are in no
-                    // run: their pins are released once, here.
-                    unsafe {
-                        bindings::unpin_user_pages(
-                            batch.0.as_mut_ptr().add(k),
-                            (got - k) as c_ulong,
-                        )
-                    };
-                    self.count(k);
-                    return Err(EINVAL);
-                }
+            let got = self.pin_batch(start, nr, flags, batch, builder)?;
+            if got > 0 {
+                faulted_at = None;
+            } else if faulted_at != Some(start) {
+                fault_in(start, nr, flags & bindings::FOLL_WRITE != 0);
+                faulted_at = Some(start);
             }
-            self.count(got);
-            self.batch_done(npages, batch.0[..got].iter().map(|&p| p.cast()))?;
+            if self.pinned < npages && fatal_signal_pending() {
+                return Err(EINTR);
+            }
         }
         Ok(())
     }
 
-    /// What follows each batch of [`PinnedPages::pin_batches`] and
-    /// [`PinnedPages::pin_folios`], once its `pinned` pages (or folios) were counted: `ENOMEM`
-    /// if one of them is pinned too often already, `EINTR` if the task is being killed and
-    /// pages of the `npages` remain; the CPU is yielded in between. What was pinned is unpinned
-    /// when the caller drops `self`.
-    fn batch_done(&self, npages: usize, mut pinned: impl Iterator<Item = *mut c_void>) -> Result {
+    /// Pins up to `nr` pages at `start` with `pin_user_pages_fast(flags)`, adds them to
+    /// `builder`'s runs and counts them, and checks them ([`PinnedPages::batch_done`]); returns
+    /// how many. `Ok(0)` if `FOLL_NOFAULT` found the first page not present.
+    fn pin_batch(
+        &mut self,
+        start: usize,
+        nr: usize,
+        flags: c_uint,
+        batch: &mut Batch,
+        builder: &mut RunBuilder,
+    ) -> Result<usize> {
+        // Room for the runs of this batch before anything is pinned: recording them cannot
+        // fail then. The size comes from user space: fail quietly if it is absurd.
+        builder.reserve(nr)?;
+        let _unchecked = Unchecked::reserve(nr * REFS_PER_PIN)?;
+        // SAFETY: `batch` is valid for writes of `nr` (at most its length) pointers;
+        // `pin_user_pages_fast` pins pages of the current task's memory.
+        let ret = unsafe {
+            bindings::pin_user_pages_fast(start, nr as c_int, flags, batch.0.as_mut_ptr())
+        };
+        let got = match usize::try_from(ret) {
+            Ok(got) if got > 0 => min(got, nr),
+            // A fault GUP waited on (userfaultfd, FUSE, swap) was cut short by a fatal
+            // signal: GUP says `EINTR`, `ERESTARTSYS` or `EFAULT` depending on where.
+            _ if fatal_signal_pending() => return Err(EINTR),
+            // Not present, with `FOLL_NOFAULT`: to be faulted in.
+            _ if flags & bindings::FOLL_NOFAULT != 0 => return Ok(0),
+            // The documented ones (what was pinned is unpinned when the caller drops `self`).
+            _ if ret == -(bindings::ENOMEM as c_int) => return Err(ENOMEM),
+            _ if ret == -(bindings::EINTR as c_int) => return Err(EINTR),
+            // Anything else (not mapped, not writable, fsdax, p2pdma, device memory that
+            // could not be migrated): these pages cannot be pinned for a device.
+            _ => return Err(EFAULT),
+        };
+        for k in 0..got {
+            let (pfn, addr) = page_pfn(batch.0[k]);
+            if builder.add(pfn, addr).is_err() {
+                // Not reached: room was reserved, and frame numbers fit 40 bits. Pages
+                // `k..got` cannot be recorded: their pins go back now.
+                // SAFETY: `batch[k..got]` were pinned by the call above and are in no
+                // run: their pins are released once, here.
+                unsafe {
+                    bindings::unpin_user_pages(batch.0.as_mut_ptr().add(k), (got - k) as c_ulong)
+                };
+                self.count(k);
+                return Err(EINVAL);
+            }
+        }
+        self.count(got);
+        self.batch_done(batch.0[..got].iter().map(|&p| p.cast()))?;
+        Ok(got)
+    }
+
+    /// What follows each batch of [`PinnedPages::pin_batch`] and [`PinnedPages::pin_folios`],
+    /// once its pages (or folios) were counted: `ENOMEM` if one of them is pinned too often
+    /// already; the CPU is yielded. What was pinned is unpinned when the caller drops `self`.
+    fn batch_done(&self, mut pinned: impl Iterator<Item = *mut c_void>) -> Result {
         if pinned.any(pinned_too_often) {
             return Err(ENOMEM);
         }
-        // User space decides how many batches there are; a process being killed stops pinning
-        // at once (GUP's fast path does not look at signals).
+        // User space decides how many batches there are.
         crate::iommu::cond_resched();
-        if self.pinned < npages && fatal_signal_pending() {
-            return Err(EINTR);
-        }
         Ok(())
     }
 

@@ -347,8 +347,9 @@ enum ioasid_map_flags {
  *  ENOSPC: no free IOVA range is large enough (kernel-chosen IOVA), which
  *	includes a @length that overflows 64 bits when the IOVA alignment
  *	less one page is added.
- *  EFAULT: the memory cannot be pinned (not mapped, or not writable for
- *	IOASID_MAP_WRITE).
+ *  EFAULT: the memory cannot be pinned (not mapped, not writable for
+ *	IOASID_MAP_WRITE, or memory no device may pin: DAX, another device's
+ *	memory).
  *  ENOMEM: RLIMIT_MEMLOCK would be exceeded, out of memory, or a page of
  *	the range is pinned so often already (mapped many times over) that
  *	one more pin could overflow its reference count.

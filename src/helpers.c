@@ -206,11 +206,28 @@ void ioasid_file_writer_put(struct file *file)
 	fput(file);
 }
 
-size_t ioasid_fault_in(unsigned long start, size_t len, bool write)
+int ioasid_fault_in(unsigned long start, size_t len, bool write)
 {
-	if (write)
-		return fault_in_safe_writeable((const char __user *)start, len);
-	return fault_in_readable((const char __user *)start, len);
+	struct mm_struct *mm = current->mm;
+	unsigned long cur, end = start + len;
+	bool unlocked = false;
+	int ret = 0;
+
+	/*
+	 * Through the fault handler only, never by touching the memory: a
+	 * load from a device's MMIO mapped into the process can end in an
+	 * external abort that no uaccess fixup catches (arm64).
+	 */
+	if (mmap_read_lock_killable(mm))
+		return -EINTR;
+	for (cur = start; cur < end; cur += PAGE_SIZE) {
+		ret = fixup_user_fault(mm, cur, write ? FAULT_FLAG_WRITE : 0,
+				       &unlocked);
+		if (ret)
+			break;
+	}
+	mmap_read_unlock(mm);
+	return ret;
 }
 
 unsigned long ioasid_folio_index(struct folio *folio)

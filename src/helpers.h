@@ -45,8 +45,12 @@ struct file;
 int ioasid_file_writer_get(struct file *file);
 void ioasid_file_writer_put(struct file *file);
 unsigned long ioasid_folio_index(struct folio *folio);
-/* fault_in_safe_writeable() if @write, else fault_in_readable(). */
-size_t ioasid_fault_in(unsigned long start, size_t len, bool write);
+/*
+ * Faults in [@start, @start + @len) of the current task's memory, for writing
+ * if @write, through fixup_user_fault() (nothing is read or written); stops at
+ * the first page that cannot be, and returns its error.
+ */
+int ioasid_fault_in(unsigned long start, size_t len, bool write);
 
 /* src/pci_driver.c: the ioasid PCI driver (its Rust half is src/driver.rs). */
 int ioasid_pci_driver_register(void);

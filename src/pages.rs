@@ -103,10 +103,10 @@ extern "C" {
     /// (or a `struct folio *`, whose head page it is).
     fn ioasid_page_refcount(page: *mut c_void) -> c_int;
     /// From `src/helpers.c`: faults in `len` bytes of the current task's memory at `start`,
-    /// for writing if `write` (`fault_in_safe_writeable`, which writes nothing), else for
-    /// reading (`fault_in_readable`), without pinning anything; stops at the first page that
-    /// cannot be. Returns the bytes not faulted in.
-    fn ioasid_fault_in(start: c_ulong, len: usize, write: bool) -> usize;
+    /// for writing if `write`, through `fixup_user_fault()` (nothing is read or written: a
+    /// load from a device's MMIO could end in an external abort), without pinning anything;
+    /// stops at the first page that cannot be, and returns its error.
+    fn ioasid_fault_in(start: c_ulong, len: usize, write: bool) -> c_int;
     /// `folio->index`, from `src/helpers.c`: the file offset of a page-cache folio, in pages.
     fn ioasid_folio_index(folio: *mut c_void) -> c_ulong;
     /// From `src/helpers.c`: takes a writer's hold on `file` (a `struct file *`), as a shared
@@ -237,8 +237,8 @@ const PIN_BATCH: usize = 512;
 /// Faults in `nr` pages of the current task's memory at `start` (page aligned, in bounds), for
 /// writing if `write`, without pinning them: an error shows when they are pinned.
 fn fault_in(start: usize, nr: usize, write: bool) {
-    // SAFETY: faulting in user memory through the uaccess routines, which check the range and
-    // handle every fault, is allowed from any task with no lock held.
+    // SAFETY: faulting in the current task's memory through its fault handler, which checks
+    // the range and touches nothing, is allowed from any task with no lock held.
     unsafe { ioasid_fault_in(start as c_ulong, nr * PAGE_SIZE, write) };
 }
 
